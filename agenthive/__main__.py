@@ -13,6 +13,7 @@ COMMANDS = {
         "main",
         "make RoboHive's simulation assets (simhive) available to robohive",
     ),
+    "start-server": ("agenthive.serving.cli", "main", "serve a policy to RemotePolicyModule clients (no torch needed)"),
 }
 
 

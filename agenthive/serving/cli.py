@@ -1,0 +1,80 @@
+"""``python -m agenthive start-server <policy> [options]``: serve a policy; imports no torch.
+
+The line ``agenthive: serving <policy> on tcp://HOST:PORT`` is printed as soon as the socket
+is bound (before the policy has loaded), so scripts that start the server with ``--port 0``
+can read the port from it; clients then wait for ``ready``.
+
+Example:
+    >>> main(["mlp", "--help"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    SystemExit: 0
+"""
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from agenthive.serving.policies import POLICIES, load_policy_class
+from agenthive.serving.server import PolicyServer
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m agenthive start-server",
+        description="Serve a policy to RemotePolicyModule clients (and openpi websocket clients with --openpi-port).",
+    )
+    parser.add_argument("policy", help=f"a registered policy ({', '.join(sorted(POLICIES))}) or module:Class")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free one (printed on start)")
+    parser.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments for the policy's constructor")
+    parser.add_argument("--max-batch", type=int, default=16, help="most observations per batched forward pass; 1 turns batching off")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a request waits for those of other active clients")
+    parser.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted, in MiB")
+    parser.add_argument("--curve-secret-key", help="server key pair file (zmq.auth.create_certificates); encrypts all traffic")
+    parser.add_argument("--curve-authorized-keys", help="folder of public key files of the clients allowed in")
+    parser.add_argument("--openpi-port", type=int, help="also serve openpi's websocket protocol on this port (needs websockets)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{{\"obs_dim\": 21}}'") from None
+    if not isinstance(kwargs, dict):
+        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{{\"obs_dim\": 21}}'")
+    policy = load_policy_class(args.policy)(**kwargs)
+    server = PolicyServer(
+        policy,
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_message_bytes=int(args.max_message_mb * (1 << 20)),
+        curve_secret_key=args.curve_secret_key,
+        curve_authorized_keys=args.curve_authorized_keys,
+    )
+    endpoint = server.bind()
+    bridge = None
+    if args.openpi_port is not None:
+        from agenthive.serving.openpi import OpenPIBridge
+
+        bridge = OpenPIBridge(server, host=args.host, port=args.openpi_port)
+        bridge.start()
+        print(f"agenthive: openpi websocket protocol on ws://{args.host}:{bridge.port}", flush=True)
+    print(f"agenthive: serving {args.policy} on {endpoint}", flush=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: server.stop())
+    server.serve_forever()
+    if bridge is not None:
+        bridge.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

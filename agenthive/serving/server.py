@@ -1,0 +1,407 @@
+"""``PolicyServer``: serves one policy to many clients over ZeroMQ, batching their requests.
+
+One thread owns the ROUTER socket and the policy; ZeroMQ's own I/O thread queues requests
+while the policy runs. Each turn of the loop takes every request already waiting, then, if
+clients that were active in the last second have not all asked yet, waits up to
+``max_wait_ms`` for them, and runs the observations together through ``act_batch`` (at most
+``max_batch`` at a time). A lone client therefore never waits for a batch, and 16 clients
+stepping in lockstep share one forward pass.
+
+Every request is checked against the protocol and the policy's metadata before it reaches
+the policy; a bad request gets an error reply naming what was wrong and nothing else
+happens. A batch in which the policy raises is retried item by item so that only the
+request that caused it gets the error.
+
+Example:
+    >>> import threading
+    >>> from agenthive.serving import PolicyClient
+    >>> from agenthive.serving.policies.mlp import MLPPolicy
+    >>> server = PolicyServer(MLPPolicy(obs_dim=4, action_dim=2), port=0)
+    >>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
+    >>> client = PolicyClient("127.0.0.1", server.port)
+    >>> client.metadata.action_shape
+    (2,)
+    >>> client.act({"observation": np.zeros((3, 4), np.float32)})["actions"].shape
+    (3, 1, 2)
+    >>> client.close(); server.stop(); thread.join()
+"""
+import logging
+import math
+import threading
+import time
+import traceback
+import uuid
+
+import numpy as np
+import zmq
+import zmq.auth
+
+from agenthive.serving import shared_memory, wire
+
+logger = logging.getLogger(__name__)
+
+_ACTIVE_WINDOW_S = 1.0  # a session that acted this recently is expected to act again soon
+_MAX_SESSIONS_PER_REQUEST = 4096
+
+
+class _Session:
+    __slots__ = ("episode", "instruction", "last_seen")
+
+    def __init__(self, episode, instruction, now):
+        self.episode = episode
+        self.instruction = instruction
+        self.last_seen = now
+
+
+class _Request:
+    """A validated ``act`` request: who asked, and its observations split per session."""
+
+    __slots__ = ("identity", "id", "sessions", "observations", "outputs", "error")
+
+    def __init__(self, identity, request_id, sessions, observations):
+        self.identity = identity
+        self.id = request_id
+        self.sessions = sessions
+        self.observations = observations
+        self.outputs = [None] * len(sessions)
+        self.error = None
+
+
+class PolicyServer:
+    """Serves a ``Policy`` on ``tcp://host:port``.
+
+    Args:
+        policy: the ``agenthive.serving.Policy`` to serve; its ``initialize()`` runs in a
+            thread once the socket is bound, and clients are told ``ready: False`` until it
+            returns.
+        host: address to bind; loopback unless you mean to expose the policy.
+        port: TCP port; 0 picks a free one (read it from ``port`` after ``bind()``).
+        max_batch: most observations per ``act_batch`` call; 1 turns batching off.
+        max_wait_ms: longest a request waits for requests of other recently active clients.
+        max_message_bytes: larger requests are refused (and ZeroMQ drops peers that send
+            larger frames).
+        curve_secret_key: path of the server's CURVE key pair file
+            (``zmq.auth.create_certificates``); with it, all traffic is encrypted.
+        curve_authorized_keys: folder of public key files of the clients allowed in; None
+            admits any client that knows the server's public key.
+        session_ttl_s: an episode nobody acted in for this long is forgotten.
+    """
+
+    def __init__(
+        self,
+        policy,
+        *,
+        host="127.0.0.1",
+        port=8080,
+        max_batch=16,
+        max_wait_ms=2.0,
+        max_message_bytes=64 << 20,
+        curve_secret_key=None,
+        curve_authorized_keys=None,
+        session_ttl_s=600.0,
+    ):
+        if max_batch < 1:
+            raise ValueError(f"max_batch={max_batch}: expected at least 1")
+        self.policy = policy
+        self.host = host
+        self.port = port
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+        self.max_message_bytes = max_message_bytes
+        self.curve_secret_key = curve_secret_key
+        self.curve_authorized_keys = curve_authorized_keys
+        self.session_ttl_s = session_ttl_s
+        self.instance = uuid.uuid4().hex
+        self._context = None
+        self._socket = None
+        self._authenticator = None
+        self._sessions = {}
+        self._shared_memory = shared_memory.SharedMemoryReader() if shared_memory.available() else None
+        self._ready = threading.Event()
+        self._init_error = None
+        self._stopping = threading.Event()
+        self._started = time.monotonic()
+        self._metadata_wire = None
+        self._metadata = None
+        self._expected = None  # observation name -> (shape, numpy dtype), once ready
+
+    @property
+    def endpoint(self):
+        return f"tcp://{self.host}:{self.port}"
+
+    def bind(self):
+        """Bind the socket (done by ``serve_forever`` if not yet); returns the endpoint."""
+        self._context = zmq.Context()
+        sock = self._context.socket(zmq.ROUTER)
+        sock.linger = 0
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        sock.sndhwm = sock.rcvhwm = 10_000
+        if self.curve_secret_key is not None:
+            public, secret = zmq.auth.load_certificate(self.curve_secret_key)
+            if secret is None:
+                raise ValueError(f"{self.curve_secret_key} holds no secret key: expected the server's key pair file (*.key_secret)")
+            if self.curve_authorized_keys is not None:
+                from zmq.auth.thread import ThreadAuthenticator
+
+                self._authenticator = ThreadAuthenticator(self._context)
+                self._authenticator.start()
+                self._authenticator.configure_curve(domain="*", location=str(self.curve_authorized_keys))
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_server = public, secret, True
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == 0:
+            sock.bind(f"tcp://{host}:*")
+            self.port = int(sock.get(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
+        else:
+            sock.bind(f"tcp://{host}:{self.port}")
+        self._socket = sock
+        return self.endpoint
+
+    def stop(self):
+        """Ask ``serve_forever`` to return (from any thread); it does within 0.1 s."""
+        self._stopping.set()
+
+    def serve_forever(self):
+        """Initialize the policy in the background and answer requests until ``stop()``."""
+        if self._socket is None:
+            self.bind()
+        threading.Thread(target=self._initialize, name="policy-initialize", daemon=True).start()
+        last_sweep = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if not self._socket.poll(100):
+                    now = time.monotonic()
+                    if now - last_sweep > 1.0:
+                        self._forget_idle_sessions(now)
+                        last_sweep = now
+                    continue
+                requests = self._gather()
+                if requests:
+                    self._run(requests)
+        finally:
+            if self._authenticator is not None:
+                self._authenticator.stop()
+            self._socket.close(linger=0)
+            self._context.term()
+            if self._shared_memory is not None:
+                self._shared_memory.close()
+
+    # -- initialization ---------------------------------------------------------------------
+
+    def _initialize(self):
+        try:
+            self.policy.initialize()
+            self._metadata = self.policy.metadata
+            self._metadata_wire = self._metadata.to_wire()
+            self._expected = {key: (shape, np.dtype(dtype)) for key, (shape, dtype) in self._metadata.observations.items()}
+        except Exception as err:  # reported to every client that asks, instead of dying silently
+            self._init_error = f"{type(err).__name__}: {err}"
+            logger.error("policy %s failed to initialize:\n%s", type(self.policy).__name__, traceback.format_exc())
+            return
+        self._ready.set()
+        logger.info("policy %r ready on %s", self._metadata.name, self.endpoint)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _gather(self):
+        """Receive waiting requests, answering control messages; returns the act requests."""
+        requests = []
+        items = self._drain(requests, 0)
+        if not requests or self.max_batch == 1:
+            return requests
+        now = time.monotonic()
+        expected = min(self.max_batch, self._recently_active(now))
+        deadline = now + self.max_wait_ms / 1000
+        while items < expected:
+            remaining_ms = (deadline - time.monotonic()) * 1000
+            if remaining_ms <= 0 or not self._socket.poll(max(1, math.ceil(remaining_ms))):
+                break
+            items = self._drain(requests, items)
+        return requests
+
+    def _recently_active(self, now):
+        since = now - _ACTIVE_WINDOW_S
+        return sum(1 for session in self._sessions.values() if session.last_seen >= since)
+
+    def _drain(self, requests, items):
+        while items < self.max_batch:
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            request = self._handle(frames)
+            if request is not None:
+                requests.append(request)
+                items += len(request.sessions)
+        return items
+
+    def _reply(self, identity, message):
+        try:
+            self._socket.send_multipart([identity, *wire.encode(message)], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as err:  # the client is gone or not reading: its loss, not the server's
+            logger.debug("reply to a client dropped: %s", err)
+
+    def _handle(self, frames):
+        identity, payload = frames[0], frames[1:]
+        size = sum(len(frame) for frame in payload)
+        if size > self.max_message_bytes:
+            self._reply(identity, wire.error(wire.ERROR_TOO_LARGE, f"request of {size} bytes: this server accepts at most {self.max_message_bytes}"))
+            return None
+        local = self._shared_memory is not None and _is_loopback(frames[0])
+        try:
+            message = wire.decode(payload, shared_memory=self._shared_memory if local else None)
+        except wire.VersionError as err:
+            self._reply(identity, wire.error(wire.ERROR_VERSION, f"{err} (server runs agenthive wire protocol {wire.VERSION})"))
+            return None
+        except wire.WireError as err:
+            self._reply(identity, wire.error(wire.ERROR_BAD_MESSAGE, str(err)))
+            return None
+        request_id = message.get("id")
+        kind = message["type"]
+        if kind == "act":
+            return self._parse_act(identity, request_id, message)
+        if kind == "hello":
+            self._reply(identity, self._hello(message, request_id, local))
+        elif kind == "health":
+            self._reply(identity, self._health(request_id))
+        else:
+            self._reply(identity, wire.error(wire.ERROR_BAD_MESSAGE, f"unknown request type {kind!r}: expected 'hello', 'health' or 'act'", request_id))
+        return None
+
+    def _hello(self, message, request_id, local):
+        probe = message.get("shm_probe")
+        shm = False
+        if local and isinstance(probe, list) and len(probe) == 2 and isinstance(probe[1], bytes):
+            try:
+                shm = bytes(self._shared_memory.view(probe[0], 0, len(probe[1]))) == probe[1]
+            except ValueError:
+                shm = False
+        return {
+            "v": wire.VERSION,
+            "type": "hello",
+            "id": request_id,
+            "server": self.instance,
+            "ready": self._ready.is_set(),
+            "error": self._init_error,
+            "metadata": self._metadata_wire,
+            "shm": shm,
+        }
+
+    def _health(self, request_id):
+        return {
+            "v": wire.VERSION,
+            "type": "health",
+            "id": request_id,
+            "server": self.instance,
+            "ready": self._ready.is_set(),
+            "error": self._init_error,
+            "sessions": len(self._sessions),
+            "uptime_s": time.monotonic() - self._started,
+        }
+
+    def _parse_act(self, identity, request_id, message):
+        def refuse(code, text):
+            self._reply(identity, wire.error(code, text, request_id))
+
+        if not self._ready.is_set():
+            state = f"failed to initialize ({self._init_error})" if self._init_error else "is still initializing"
+            return refuse(wire.ERROR_NOT_READY, f"policy {type(self.policy).__name__} {state}")
+        sessions, obs = message.get("sessions"), message.get("obs")
+        if not (isinstance(sessions, list) and 0 < len(sessions) <= _MAX_SESSIONS_PER_REQUEST and all(isinstance(s, str) for s in sessions)):
+            return refuse(wire.ERROR_BAD_MESSAGE, f"'sessions' must be a list of 1 to {_MAX_SESSIONS_PER_REQUEST} strings, one per batch element")
+        batch = len(sessions)
+        resets = message.get("reset") or [False] * batch
+        instruction = message.get("instruction")
+        if not (isinstance(resets, list) and len(resets) == batch):
+            return refuse(wire.ERROR_BAD_MESSAGE, f"'reset' must be a list of {batch} bools, one per session")
+        if not (instruction is None or isinstance(instruction, str)):
+            return refuse(wire.ERROR_BAD_MESSAGE, f"'instruction' is a {type(instruction).__name__}: expected a string or nil")
+        if not isinstance(obs, dict):
+            return refuse(wire.ERROR_BAD_MESSAGE, f"'obs' is a {type(obs).__name__}: expected a map of observation name -> array")
+        problem = _check_observations(obs, self._expected, batch)
+        if problem:
+            return refuse(wire.ERROR_BAD_OBSERVATION, f"policy {self._metadata.name!r}: {problem}")
+        now = time.monotonic()
+        episodes = []
+        for session_id, reset in zip(sessions, resets):
+            session = self._sessions.get(session_id)
+            if session is None or reset or session.instruction != instruction:
+                try:
+                    session = _Session(self.policy.reset(instruction), instruction, now)
+                except Exception as err:
+                    return refuse(wire.ERROR_POLICY, f"{type(self.policy).__name__}.reset raised {type(err).__name__}: {err}")
+                self._sessions[session_id] = session
+            session.last_seen = now
+            episodes.append(session)
+        observations = [{key: value[i] for key, value in obs.items()} for i in range(batch)]
+        return _Request(identity, request_id, episodes, observations)
+
+    # -- acting -------------------------------------------------------------------------------
+
+    def _run(self, requests):
+        items = [(request, i) for request in requests for i in range(len(request.sessions))]
+        for start in range(0, len(items), self.max_batch):
+            chunk = items[start : start + self.max_batch]
+            try:
+                outputs = self._act([r.observations[i] for r, i in chunk], [r.sessions[i].episode for r, i in chunk])
+            except Exception:  # find the culprit: run each item alone
+                for request, i in chunk:
+                    try:
+                        request.outputs[i] = self._act([request.observations[i]], [request.sessions[i].episode])[0]
+                    except Exception as err:
+                        request.error = f"{type(self.policy).__name__} raised {type(err).__name__}: {err}"
+                continue
+            for (request, i), output in zip(chunk, outputs):
+                request.outputs[i] = output
+        for request in requests:
+            if request.error is None:
+                try:
+                    reply = {"v": wire.VERSION, "type": "act", "id": request.id, "server": self.instance}
+                    reply.update({key: np.stack([out[key] for out in request.outputs]) for key in request.outputs[0]})
+                except Exception as err:
+                    request.error = f"outputs of {type(self.policy).__name__} cannot be stacked across the batch: {err}"
+            if request.error is not None:
+                reply = wire.error(wire.ERROR_POLICY, request.error, request.id)
+            self._reply(request.identity, reply)
+
+    def _act(self, observations, episodes):
+        if len(observations) == 1:
+            outputs = [self.policy.act(observations[0], episodes[0])]
+        else:
+            outputs = self.policy.act_batch(observations, episodes)
+        if len(outputs) != len(observations):
+            raise ValueError(f"act_batch returned {len(outputs)} outputs for {len(observations)} observations")
+        expected = (self._metadata.chunk_length, *self._metadata.action_shape)
+        checked = []
+        for output in outputs:
+            output = {key: np.asarray(value) for key, value in output.items()}
+            actions = output.get("actions")
+            if actions is None or actions.shape != expected:
+                shape = None if actions is None else actions.shape
+                raise ValueError(f"returned actions of shape {shape}; its metadata promises (chunk_length, *action_shape) = {expected}")
+            output["actions"] = actions.astype(self._metadata.action_dtype, copy=False)
+            checked.append(output)
+        return checked
+
+    def _forget_idle_sessions(self, now):
+        expired = [key for key, session in self._sessions.items() if now - session.last_seen > self.session_ttl_s]
+        for key in expired:
+            del self._sessions[key]
+
+
+def _check_observations(obs, expected, batch):
+    """Why ``obs`` does not match the metadata, or None when it does."""
+    if obs.keys() != expected.keys():
+        missing, extra = sorted(expected.keys() - obs.keys()), sorted(obs.keys() - expected.keys())
+        return f"observation names differ: missing {missing}, unexpected {extra}; expected exactly {sorted(expected)}"
+    for key, (shape, dtype) in expected.items():
+        value = obs[key]
+        if not isinstance(value, np.ndarray):
+            return f"observation {key!r} is a {type(value).__name__}: expected an array"
+        if value.shape != (batch, *shape) or value.dtype != dtype:
+            return f"observation {key!r} has shape {value.shape} and dtype {value.dtype}: expected ({batch}, *{shape}) {dtype} for a batch of {batch}"
+    return None
+
+
+def _is_loopback(frame):
+    address = frame.get("Peer-Address")
+    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1")
