@@ -1,0 +1,281 @@
+"""PolicyServer as a real process on loopback: handshake, batching, per-client episodes,
+errors, robustness against garbage and vanishing clients, restarts, CURVE, the CLI."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+import zmq.auth
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agenthive.serving import MetadataMismatchError, PolicyClient, PolicyServerError, PolicyTimeoutError, wire
+from agenthive.serving.policies.mlp import MLPPolicy
+from policy_server_process import PolicyServerProcess
+
+MLP = '{"obs_dim": 21, "action_dim": 9, "chunk_length": 4, "seed": 3}'
+
+
+@pytest.fixture(scope="module")
+def mlp_server():
+    with PolicyServerProcess("mlp", kwargs=MLP) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def counting_server():
+    with PolicyServerProcess("serving_test_policies:CountingPolicy", "--max-wait-ms", "20", kwargs='{"chunk_length": 2}') as server:
+        yield server
+
+
+def state(batch, value=1.0):
+    return {"state": np.full((batch, 3), value, np.float32)}
+
+
+def test_handshake_announces_metadata_and_actions_match_the_policy(mlp_server):
+    with PolicyClient("127.0.0.1", mlp_server.port) as client:
+        meta = client.metadata
+        assert (meta.name, meta.observations, meta.action_shape, meta.chunk_length) == ("MLPPolicy", {"observation": ((21,), "float32")}, (9,), 4)
+        obs = np.random.default_rng(0).normal(size=(5, 21)).astype(np.float32)
+        actions = client.act({"observation": obs})["actions"]
+        np.testing.assert_allclose(actions, MLPPolicy(21, 9, chunk_length=4, seed=3).forward(obs), rtol=1e-5, atol=1e-6)
+        health = client.health()
+        assert health["ready"] and health["error"] is None and health["sessions"] >= 5
+
+
+@pytest.mark.parametrize(
+    "obs, match",
+    [
+        ({"observation": np.zeros((1, 20), np.float32)}, r"observation 'observation' has shape \(1, 20\) and dtype float32: expected \(1, \*\(21,\)\) float32"),
+        ({"observation": np.zeros((1, 21), np.float64)}, "dtype float64: expected"),
+        ({"obs": np.zeros((1, 21), np.float32)}, r"missing \['observation'\], unexpected \['obs'\]"),
+    ],
+)
+def test_bad_observations_are_refused_with_what_was_expected(mlp_server, obs, match):
+    with PolicyClient("127.0.0.1", mlp_server.port) as client:
+        with pytest.raises(PolicyServerError, match=match) as info:
+            client.act(obs)
+        assert info.value.code == wire.ERROR_BAD_OBSERVATION
+        assert client.act({"observation": np.zeros((1, 21), np.float32)})["actions"].shape == (1, 4, 9)
+
+
+def raw_request(port, frames, timeout_ms=5000):
+    context = zmq.Context.instance()
+    with context.socket(zmq.DEALER) as sock:
+        sock.linger = 0
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        sock.send_multipart(frames)
+        assert sock.poll(timeout_ms), "no reply"
+        return wire.decode(sock.recv_multipart())
+
+
+def test_protocol_errors_are_answered_with_their_code(mlp_server):
+    reply = raw_request(mlp_server.port, [msgpack.packb({"v": 2, "type": "hello", "id": 1})])
+    assert (reply["type"], reply["code"]) == ("error", wire.ERROR_VERSION) and "expected 1" in reply["message"]
+    reply = raw_request(mlp_server.port, wire.encode({"v": wire.VERSION, "type": "dance", "id": 7}))
+    assert (reply["code"], reply["id"]) == (wire.ERROR_BAD_MESSAGE, 7) and "expected 'hello', 'health' or 'act'" in reply["message"]
+    reply = raw_request(mlp_server.port, wire.encode({"v": wire.VERSION, "type": "act", "id": 8, "sessions": "abc", "obs": {}}))
+    assert reply["code"] == wire.ERROR_BAD_MESSAGE and "'sessions' must be a list" in reply["message"]
+
+
+def test_oversized_requests_are_refused():
+    with PolicyServerProcess("mlp", "--max-message-mb", "0.001", kwargs=MLP) as server:
+        hello = wire.encode({"v": wire.VERSION, "type": "hello"})[0]
+        reply = raw_request(server.port, [hello, b"\0" * 700, b"\0" * 700])
+        assert reply["code"] == wire.ERROR_TOO_LARGE and f"request of {len(hello) + 1400} bytes: this server accepts at most 1048" in reply["message"]
+        with pytest.raises(AssertionError, match="no reply"):  # one frame over the limit: ZeroMQ drops the peer
+            raw_request(server.port, [hello, b"\0" * 2000], timeout_ms=500)
+        assert raw_request(server.port, [hello])["type"] == "hello"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=4) | st.builds(lambda d: [msgpack.packb(d)], st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8) | st.binary(max_size=8), max_size=4)))
+def test_fuzzed_frames_never_disturb_a_well_behaved_client(mlp_server, fuzz_socket, well_behaved_client, frames):
+    fuzz_socket.send_multipart(frames)
+    obs = {"observation": np.ones((1, 21), np.float32)}
+    assert well_behaved_client.act(obs)["actions"].shape == (1, 4, 9)
+
+
+@pytest.fixture(scope="module")
+def fuzz_socket(mlp_server):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(f"tcp://127.0.0.1:{mlp_server.port}")
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def well_behaved_client(mlp_server):
+    with PolicyClient("127.0.0.1", mlp_server.port) as client:
+        yield client
+
+
+def test_server_survives_fuzzing_and_reports_every_garbage_message(mlp_server, fuzz_socket):
+    while fuzz_socket.poll(200):  # every garbage message above got an error reply, none crashed the server
+        reply = wire.decode(fuzz_socket.recv_multipart())
+        assert reply["type"] == "error" and reply["code"] in (wire.ERROR_BAD_MESSAGE, wire.ERROR_VERSION)
+    assert mlp_server.process.poll() is None
+
+
+def test_clients_that_vanish_mid_request_do_not_disturb_others(counting_server):
+    for _ in range(20):  # send a request and disconnect before the reply
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.linger = 1000
+        sock.connect(f"tcp://127.0.0.1:{counting_server.port}")
+        sock.send_multipart(wire.encode({"v": wire.VERSION, "type": "act", "id": 1, "sessions": ["gone"], "obs": state(1)}))
+        sock.close()
+    with PolicyClient("127.0.0.1", counting_server.port) as client:
+        assert client.act(state(2))["actions"].shape == (2, 2, 4)
+
+
+def test_each_client_episode_has_its_own_state(counting_server):
+    with PolicyClient("127.0.0.1", counting_server.port) as a, PolicyClient("127.0.0.1", counting_server.port) as b:
+        for _ in range(3):
+            a.act(state(1), sessions=["a"], instruction="pick")
+        b.act(state(1), sessions=["b"], instruction="place the cube")
+        step, _, length, _ = a.act(state(1), sessions=["a"], instruction="pick")["actions"][0, 0]
+        assert (step, length) == (3, 4)
+        step, _, length, _ = b.act(state(1), sessions=["b"], instruction="place the cube")["actions"][0, 0]
+        assert (step, length) == (1, 14)
+        assert a.act(state(1), sessions=["a"], reset=[True], instruction="pick")["actions"][0, 0, 0] == 0
+        assert a.act(state(1), sessions=["a"], instruction="other")["actions"][0, 0, 0] == 0  # a new instruction starts a new episode
+
+
+def concurrent_batch_sizes(port, clients=8, steps=15):
+    seen, errors = [], []
+
+    def run(i):
+        try:
+            with PolicyClient("127.0.0.1", port) as client:
+                for _ in range(steps):
+                    seen.append(int(client.act(state(1), sessions=[f"c{i}"])["actions"][0, 0, 1]))
+        except Exception as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors, errors
+    return seen
+
+
+def test_concurrent_clients_are_batched_together():
+    with PolicyServerProcess("serving_test_policies:CountingPolicy", "--max-wait-ms", "20", kwargs='{"act_seconds": 0.01}') as server:
+        seen = concurrent_batch_sizes(server.port)
+    assert max(seen) > 1 and np.mean(seen) > 2, seen
+
+
+def test_max_batch_1_turns_batching_off():
+    with PolicyServerProcess("serving_test_policies:CountingPolicy", "--max-batch", "1", kwargs='{"act_seconds": 0.002}') as server:
+        assert set(concurrent_batch_sizes(server.port, steps=5)) == {1}
+
+
+def test_a_raising_policy_fails_only_the_request_that_caused_it():
+    with PolicyServerProcess("serving_test_policies:RaisingPolicy", "--max-wait-ms", "50", kwargs='{"act_seconds": 0.0}') as server:
+        with PolicyClient("127.0.0.1", server.port) as client:
+            with pytest.raises(PolicyServerError, match="RaisingPolicy raised ValueError: negative state") as info:
+                client.act(state(1, -1.0))
+            assert info.value.code == wire.ERROR_POLICY
+            assert client.act(state(1))["actions"].shape == (1, 1, 4)
+
+
+def test_clients_wait_for_initialize_and_see_why_it_failed():
+    with PolicyServerProcess("serving_test_policies:SlowInitPolicy", kwargs='{"seconds": 1.5}') as server:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(f"tcp://127.0.0.1:{server.port}")
+        sock.send_multipart(wire.encode({"v": wire.VERSION, "type": "act", "id": 1, "sessions": ["s"], "obs": state(1)}))
+        assert sock.poll(2000)
+        reply = wire.decode(sock.recv_multipart())
+        sock.close(linger=0)
+        assert reply["code"] == wire.ERROR_NOT_READY and "still initializing" in reply["message"]
+        start = time.monotonic()
+        with PolicyClient("127.0.0.1", server.port) as client:  # waits until ready
+            assert client.metadata.name == "counting" and time.monotonic() - start > 0.5
+    with PolicyServerProcess("serving_test_policies:FailingInitPolicy") as server:
+        with pytest.raises(RuntimeError, match="failed to initialize: FileNotFoundError: checkpoint /nonexistent/ckpt not found"):
+            PolicyClient("127.0.0.1", server.port)
+
+
+def test_timeouts_name_host_port_and_elapsed_then_a_restarted_server_is_picked_up():
+    server = PolicyServerProcess("mlp", kwargs=MLP).start()
+    try:
+        client = PolicyClient("127.0.0.1", server.port, timeout=0.5)
+        obs = {"observation": np.zeros((1, 21), np.float32)}
+        first = client.act(obs)["actions"]
+        os.kill(server.process.pid, signal.SIGSTOP)
+        with pytest.raises(PolicyTimeoutError, match=rf"policy server 127.0.0.1:{server.port} did not answer 'act' within 0.5 s \(waited 0.5\d s\)"):
+            client.act(obs)
+        os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()
+        server.start()  # same port, new process
+        old_server = client.server
+        client.timeout = 10.0
+        np.testing.assert_array_equal(client.act(obs)["actions"], first)
+        assert client.server != old_server
+        server.stop()
+        server.command[server.command.index("--kwargs") + 1] = '{"obs_dim": 21, "action_dim": 7}'
+        server.start()  # same port, another policy
+        with pytest.raises(MetadataMismatchError, match="restarted with another policy"):
+            client.act(obs)
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_curve_encrypts_and_admits_only_known_keys(tmp_path):
+    server_public, server_secret = zmq.auth.create_certificates(tmp_path, "server")
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    _, client_secret = zmq.auth.create_certificates(allowed, "client")
+    _, stranger_secret = zmq.auth.create_certificates(tmp_path, "stranger")
+    _, impostor_secret = zmq.auth.create_certificates(tmp_path, "impostor")
+    args = ("--curve-secret-key", server_secret, "--curve-authorized-keys", str(allowed))
+    with PolicyServerProcess("mlp", *args, kwargs=MLP) as server:
+        with PolicyClient("127.0.0.1", server.port, curve_server_key=server_public, curve_client_key=client_secret) as client:
+            assert client.act({"observation": np.zeros((1, 21), np.float32)})["actions"].shape == (1, 4, 9)
+        with pytest.raises(PolicyTimeoutError, match="CURVE handshake failed .* does not admit this client's key"):
+            PolicyClient("127.0.0.1", server.port, timeout=1.0, curve_server_key=server_public, curve_client_key=stranger_secret)
+        impostor_public = str(impostor_secret).replace(".key_secret", ".key")
+        with pytest.raises(PolicyTimeoutError, match="CURVE handshake"):
+            PolicyClient("127.0.0.1", server.port, timeout=1.0, curve_server_key=impostor_public)
+        with pytest.raises(PolicyTimeoutError, match="did not answer 'hello'"):
+            PolicyClient("127.0.0.1", server.port, timeout=1.0)  # plaintext client, CURVE server
+
+
+def test_large_images_take_the_shared_memory_path_on_this_host():
+    rng = np.random.default_rng(0)
+    obs = {"state": rng.normal(size=(2, 64)).astype(np.float32), "left": rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8), "right": rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)}
+    expected = np.stack([obs["left"].reshape(2, -1).sum(1), obs["right"].reshape(2, -1).sum(1), obs["state"].sum(1)], 1)
+    with PolicyServerProcess("serving_test_policies:ImageSumPolicy") as server:
+        for use_shm in (True, False):
+            with PolicyClient("127.0.0.1", server.port, shared_memory=use_shm) as client:
+                assert client._shm is use_shm
+                np.testing.assert_allclose(client.act(obs)["actions"][:, 0], expected, rtol=1e-6)
+
+
+def test_cli_help_and_argument_errors():
+    out = subprocess.run([sys.executable, "-m", "agenthive", "start-server", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--max-wait-ms" in out.stdout and "jax-mlp" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "agenthive", "start-server", "mlp", "--kwargs", "{obs_dim: 3}"], capture_output=True, text=True)
+    assert out.returncode != 0 and "--kwargs is not valid JSON" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "agenthive", "start-server", "nope"], capture_output=True, text=True)
+    assert out.returncode != 0 and "unknown policy 'nope'" in out.stderr
+
+
+def test_agenthive_and_the_server_side_never_import_torch():
+    code = (
+        "import sys, agenthive, agenthive.serving, agenthive.serving.cli, agenthive.serving.openpi\n"
+        "from agenthive.serving.policies import POLICIES, load_policy_class\n"
+        "[load_policy_class(name) for name in POLICIES]\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchrl', 'tensordict', 'jax'))\n"
+        "assert not bad, bad"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
