@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "RoboHiveEnv": "agenthive.envs.robohive",
     "RoboHiveWrapper": "agenthive.envs.robohive",
+    "ManiSkillEnv": "agenthive.envs.maniskill",
     "RemotePolicyModule": "agenthive.modules.remote_policy",
 }
 

@@ -52,3 +52,43 @@ log "RoboHive assets"
 "$VENV/bin/python" -m agenthive setup-robohive
 
 log "done: $("$VENV/bin/python" -c 'import agenthive, torch, torchrl; print(f"agenthive {agenthive.__version__}, torch {torch.__version__}, torchrl {torchrl.__version__}")')"
+
+# === ManiSkill (issue 3): Vulkan for SAPIEN + mani_skill ================================
+# SAPIEN needs Vulkan even for state observations. Without a GPU, Mesa's lavapipe (a CPU
+# Vulkan driver) serves, but only Mesa >= 25: Debian 12's Mesa 22 lavapipe is refused
+# ("Failed to find a supported physical device"). Mesa 25 comes from the
+# <codename>-backports suite of the mirror this machine's apt sources already name (no
+# host is written here). apt moves Mesa's EGL/OpenGL libraries to 25 with it (shared
+# libgallium); MuJoCo's EGL rendering works on them. ManiSkillEnv points Vulkan at
+# lavapipe (VK_ICD_FILENAMES) when no GPU is visible and the variable is unset.
+mesa_vulkan_version=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
+if [ -f /usr/share/vulkan/icd.d/lvp_icd.json ] && [ -n "$mesa_vulkan_version" ] && dpkg --compare-versions "$mesa_vulkan_version" ge 25; then
+  log "Vulkan: lavapipe from Mesa $mesa_vulkan_version already installed"
+else
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  # the URIs of the deb822 stanza whose Suites list the release itself (not -security)
+  mirror=$(awk -v s="$codename" 'BEGIN { RS = ""; FS = "\n" } {
+      uris = ""; suites = ""
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^URIs:/)   { sub(/^URIs:[ \t]*/, "", $i); uris = $i }
+        if ($i ~ /^Suites:/) { sub(/^Suites:[ \t]*/, "", $i); suites = " " $i " " }
+      }
+      if (index(suites, " " s " ")) { print uris; exit }
+    }' /etc/apt/sources.list.d/debian.sources)
+  if [ -z "$mirror" ]; then
+    echo "[install] no 'URIs:' for suite $codename in /etc/apt/sources.list.d/debian.sources;" \
+      "add a $codename-backports source by hand and install mesa-vulkan-drivers (Mesa >= 25)" >&2
+    exit 1
+  fi
+  log "Vulkan: mesa-vulkan-drivers from $codename-backports ($mirror)"
+  printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$mirror" "$codename" | $SUDO tee "/etc/apt/sources.list.d/$codename-backports.sources" >/dev/null
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    -t "$codename-backports" mesa-vulkan-drivers >/dev/null
+fi
+
+log "pip: ManiSkill"
+"${PIP[@]}" -e ".[maniskill]"
+"$VENV/bin/python" -c 'import mani_skill, sapien; print(f"[install] mani_skill {mani_skill.__version__}, sapien {sapien.__version__}")'
+# === end ManiSkill ======================================================================
