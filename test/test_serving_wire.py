@@ -61,6 +61,7 @@ def _header(ext_payload, code=1):
         ([_header([1, "<f4", [-1]]), b"\0" * 4], "non-negative"),
         ([_header([1, "<f4", [1]], code=7), b"\0" * 4], "unknown msgpack extension type 7"),
         ([_header(["agenthive_00", 0, "<f4", [1]], code=2)], "not on the server's host"),
+        ([_header(["<f4", [2], b"\0" * 4], code=3)], "inline array holds 4 bytes; an array of float32 with shape \\[2\\] needs 8"),
     ],
 )
 def test_decode_names_what_is_wrong(frames, match):

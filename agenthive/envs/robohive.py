@@ -1,0 +1,490 @@
+"""RoboHive tasks as TorchRL environments.
+
+Why not torchrl's own ``RoboHiveEnv``: it goes through ``GymEnv`` (gym wrappers, an info
+reader, a spec refinement by rollout) and runs FrankaReachRandom-v0 at about a third of
+the raw simulator's speed; it renders depth whether or not it is used, with RoboHive's
+most expensive settings; and RoboHive silently ignores the ``frameskip`` argument it
+passes. This module talks to RoboHive's ``MujocoEnv`` directly:
+
+* observations per key (``float32``), plus their concatenation under ``"observation"``;
+* camera images rendered by MuJoCo straight into the ``uint8`` ``"pixels"`` tensor
+  ``[n_cams, H, W, 3]``: no flatten/unflatten round trip, no depth pass unless asked;
+* ``terminated`` (RoboHive's task ``done``) apart from ``truncated`` (the time limit),
+  and RoboHive's ``solved`` as the boolean ``"success"``;
+* ``frame_skip`` repeats the action, summing rewards, as everywhere in TorchRL.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import difflib
+import importlib.util
+import io
+import os
+import weakref
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs.common import _EnvWrapper
+from torchrl.envs.utils import _classproperty
+
+from agenthive.envs.robohive_assets import ensure_simhive
+
+_has_robohive = importlib.util.find_spec("robohive") is not None
+
+SIM_BACKENDS = ("MUJOCO", "MUJOCO_PY")
+# keys this wrapper writes itself; a RoboHive observation key may not take one of them
+_RESERVED_KEYS = {"observation", "pixels", "depth", "success", "reward", "done", "terminated", "truncated", "action"}
+
+
+def _check_sim_backend() -> str:
+    """RoboHive reads ``sim_backend`` from the environment; default it to MUJOCO and check it."""
+    backend = os.environ.setdefault("sim_backend", "MUJOCO")
+    if backend not in SIM_BACKENDS:
+        raise ValueError(f"sim_backend={backend!r} is not a RoboHive backend; expected one of {SIM_BACKENDS}.")
+    if backend == "MUJOCO_PY" and importlib.util.find_spec("mujoco_py") is None:
+        raise ModuleNotFoundError(
+            "sim_backend=MUJOCO_PY needs mujoco_py, which is not installed: "
+            "`pip install free-mujoco-py`, or use the default backend (unset sim_backend or set sim_backend=MUJOCO)."
+        )
+    return backend
+
+
+def _import_robohive():
+    if not _has_robohive:
+        raise ModuleNotFoundError(
+            "RoboHiveEnv needs robohive: `pip install --no-deps robohive==0.7.0` plus `pip install agenthive[robohive]` "
+            "(scripts/install.sh does both)."
+        )
+    _check_sim_backend()
+    ensure_simhive()
+    with contextlib.redirect_stdout(io.StringIO()):  # one "Registering ..." line per suite
+        import robohive
+    return robohive
+
+
+def _parse_visual_keys(visual_keys) -> tuple[list[str], tuple[int, int] | None]:
+    """Cameras and image size named by RoboHive visual keys like ``rgb:top_cam:224x224:2d``."""
+    cameras, size = [], None
+    for key in visual_keys or ():
+        if not key.startswith("rgb:"):
+            continue
+        payload, _encoder = key[4:].rsplit(":", 1)
+        camera, hxw = payload.rsplit(":", 1)
+        height, width = (int(x) for x in hxw.split("x"))
+        cameras.append(camera)
+        size = (height, width)
+    return cameras, size
+
+
+# renderers still open at exit are closed while EGL is still loaded (closing them during
+# interpreter teardown raises EGL errors)
+_LIVE_RENDERERS = weakref.WeakSet()
+atexit.register(lambda: [r.close() for r in list(_LIVE_RENDERERS)])
+
+
+class _CameraRenderer:
+    """Renders a fixed list of cameras of one MuJoCo model into caller-provided arrays.
+
+    Created on first use in the process that renders (an OpenGL context does not
+    survive a fork), with the render-cost knobs applied before the context exists.
+    """
+
+    def __init__(self, model, height, width, *, shadows, anti_aliasing, shadow_size, gpu_id):
+        import mujoco
+
+        if gpu_id is not None and os.environ.get("MUJOCO_GL") == "egl":
+            os.environ["MUJOCO_EGL_DEVICE_ID"] = str(gpu_id)
+        # the offscreen buffer must hold the image; MSAA samples and the shadow map size are
+        # read when the GL context is made
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        model.vis.quality.offsamples = 4 if anti_aliasing else 0
+        model.vis.quality.shadowsize = shadow_size
+        try:
+            self.renderer = mujoco.Renderer(model, height=height, width=width)
+        except Exception as err:  # mujoco raises several types depending on the GL backend
+            from mujoco import gl_context
+
+            gl = os.environ.get("MUJOCO_GL", "")
+            used = gl_context._MUJOCO_GL  # what mujoco read when it was imported
+            late = (
+                f" mujoco was imported with MUJOCO_GL={used or '<unset>'} before MUJOCO_GL={gl} was set "
+                "(torchrl imports mujoco): export it in the shell, or import agenthive.envs before torchrl."
+                if used != gl.lower().strip()
+                else ""
+            )
+            raise RuntimeError(
+                f"MuJoCo could not create an OpenGL context with MUJOCO_GL={used or '<unset>'} "
+                f"({type(err).__name__}: {err}).{late} "
+                "On a headless Linux machine set MUJOCO_GL=egl (needs libegl1 and libgl1-mesa-dri, or an NVIDIA "
+                "driver) or MUJOCO_GL=osmesa (needs libosmesa6) before anything imports mujoco; "
+                "scripts/install.sh installs both."
+            ) from err
+        self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = int(shadows)
+        self.pid = os.getpid()
+        _LIVE_RENDERERS.add(self)
+
+    def rgb(self, data, cameras, out: np.ndarray) -> None:
+        for i, cam in enumerate(cameras):
+            self.renderer.update_scene(data, camera=cam)
+            self.renderer.render(out=out[i])
+
+    def depth(self, data, cameras, out: np.ndarray) -> None:
+        self.renderer.enable_depth_rendering()
+        try:
+            for i, cam in enumerate(cameras):
+                self.renderer.update_scene(data, camera=cam)
+                self.renderer.render(out=out[i, ..., 0])
+        finally:
+            self.renderer.disable_depth_rendering()
+
+    def close(self):
+        if self.pid == os.getpid():
+            self.renderer.close()
+        _LIVE_RENDERERS.discard(self)
+
+
+class RoboHiveWrapper(_EnvWrapper):
+    """A TorchRL environment around an existing RoboHive environment instance.
+
+    Use :class:`RoboHiveEnv` to build one from its id; this class wraps an env you made
+    yourself (e.g. ``gymnasium.make("FrankaReachRandom-v0", reward_mode="sparse")``).
+
+    Args:
+        env: a RoboHive environment (``robohive.envs.env_base.MujocoEnv``, gym-wrapped or not).
+
+    Keyword Args:
+        from_pixels (bool, optional): render camera images under ``"pixels"``. Defaults to
+            ``True`` for RoboHive's visual ids (those with ``visual_keys``, e.g. ``*_v2d-*``),
+            ``False`` otherwise.
+        pixels_only (bool): with pixels, drop the state entries. Defaults to ``False``.
+        cameras (list of str, optional): cameras to render, in order. Defaults to the
+            cameras of the id's ``visual_keys``, else every camera of the model.
+        image_size (tuple of int, optional): ``(height, width)``. Defaults to the size in
+            the id's ``visual_keys``, else ``(224, 224)``.
+        depth (bool): also render depth (meters, ``float32`` ``[n_cams, H, W, 1]``) under
+            ``"depth"``. Defaults to ``False``; no depth pass is made otherwise.
+        shadows (bool): render shadows. Defaults to ``True``. Shadows are most of the
+            rendering cost on a CPU (llvmpipe); ``False`` keeps the lighting and shading.
+        shadow_size (int): shadow map resolution. Defaults to 1024 (RoboHive's models ask
+            for 4096, which looks the same at 224x224 and renders slower).
+        anti_aliasing (bool): 4x multisampling. Defaults to ``False``.
+        max_episode_steps (int, optional): time limit in RoboHive steps, reported as
+            ``truncated``. Defaults to the id's registered limit.
+        frame_skip (int): repeat each action this many RoboHive steps, summing rewards and
+            stopping early at a termination or the time limit. Defaults to 1.
+        device (torch.device, optional): where the data lives. ``"cuda:N"`` also renders on
+            GPU ``N`` (EGL). Defaults to CPU.
+
+    The output keys are, per step:
+
+    * ``"observation"``: ``float32`` concatenation of the state entries, which is
+      RoboHive's observation vector; for visual ids, whose state vector RoboHive
+      suppresses, the proprioceptive vector;
+    * one ``float32`` entry per state key (e.g. ``"qp_robot"``, ``"reach_err"``);
+    * ``"pixels"`` (``uint8`` ``[n_cams, H, W, 3]``) and ``"depth"`` when asked;
+    * ``"success"``: RoboHive's ``solved``; ``"reward"``, ``"done"``, ``"terminated"``,
+      ``"truncated"``.
+    """
+
+    git_url = "https://github.com/vikashplus/robohive"
+    libname = "robohive"
+    _has_frame_skip = True  # _step repeats actions itself; torchrl must not add a FrameSkipTransform
+
+    def __init__(
+        self,
+        env=None,
+        *,
+        from_pixels: bool | None = None,
+        pixels_only: bool = False,
+        cameras: list[str] | None = None,
+        image_size: tuple[int, int] | None = None,
+        depth: bool = False,
+        shadows: bool = True,
+        shadow_size: int = 1024,
+        anti_aliasing: bool = False,
+        max_episode_steps: int | None = None,
+        frame_skip: int = 1,
+        device=None,
+        batch_size=None,
+        **kwargs,
+    ):
+        if batch_size is not None and tuple(batch_size) != ():
+            raise ValueError(
+                f"RoboHiveWrapper is a single environment (batch_size=[]), got batch_size={batch_size}: "
+                "batch several with torchrl.envs.ParallelEnv(N, EnvCreator(lambda: RoboHiveEnv(...)))."
+            )
+        if not isinstance(frame_skip, int) or frame_skip < 1:
+            raise ValueError(f"frame_skip must be a positive integer, got {frame_skip!r}.")
+        device = torch.device("cpu" if device is None else device)
+        super().__init__(
+            env=env,
+            from_pixels=from_pixels,
+            pixels_only=pixels_only,
+            cameras=cameras,
+            image_size=image_size,
+            depth=depth,
+            shadows=shadows,
+            shadow_size=shadow_size,
+            anti_aliasing=anti_aliasing,
+            max_episode_steps=max_episode_steps,
+            frame_skip=frame_skip,
+            device=device,
+            **kwargs,
+        )
+
+    @_classproperty
+    def available_envs(cls) -> list[str]:
+        """Every environment id RoboHive registers (importing RoboHive on first use)."""
+        return sorted(_import_robohive().robohive_env_suite)
+
+    def _check_kwargs(self, kwargs: dict):
+        env = kwargs.get("env")
+        if env is None:
+            raise TypeError("RoboHiveWrapper needs env=<a RoboHive environment>; to build one by id use RoboHiveEnv(name).")
+        _import_robohive()
+        from robohive.envs.env_base import MujocoEnv
+
+        if not isinstance(env.unwrapped, MujocoEnv):
+            raise TypeError(f"RoboHiveWrapper wraps RoboHive environments (MujocoEnv), got {type(env.unwrapped).__name__}.")
+
+    def _build_env(
+        self,
+        env,
+        from_pixels,
+        pixels_only,
+        cameras,
+        image_size,
+        depth,
+        shadows,
+        shadow_size,
+        anti_aliasing,
+        max_episode_steps,
+    ):
+        unwrapped = env.unwrapped
+        spec = getattr(env, "spec", None)
+        self.max_episode_steps = max_episode_steps or (spec.max_episode_steps if spec is not None else None)
+        visual_cameras, visual_size = _parse_visual_keys(unwrapped.visual_keys)
+        self.from_pixels = bool(visual_cameras) if from_pixels is None else bool(from_pixels)
+        model = unwrapped.sim.model
+        model_cameras = [model.camera(i).name for i in range(model.ncam)]
+        if self.from_pixels:
+            cameras = list(cameras or visual_cameras or model_cameras)
+            unknown = [c for c in cameras if c not in model_cameras]
+            if unknown:
+                raise ValueError(f"Unknown camera(s) {unknown} for {self._id(env)}; this model has {model_cameras}.")
+            if not cameras:
+                raise ValueError(f"from_pixels=True but {self._id(env)} has no camera.")
+            height, width = image_size or visual_size or (224, 224)
+            if height <= 0 or width <= 0:
+                raise ValueError(f"image_size must be two positive integers (height, width), got {image_size}.")
+            self.image_size = (int(height), int(width))
+        elif cameras or depth or pixels_only:
+            raise ValueError("cameras, depth and pixels_only need from_pixels=True.")
+        self.cameras = cameras if self.from_pixels else []
+        self.pixels_only = pixels_only
+        self.depth = depth
+        self._render_options = dict(shadows=shadows, anti_aliasing=anti_aliasing, shadow_size=shadow_size)
+        self._renderer = None
+        self._elapsed = 0
+        return unwrapped
+
+    @staticmethod
+    def _id(env) -> str:
+        spec = getattr(env, "spec", None)
+        return spec.id if spec is not None else type(env.unwrapped).__name__
+
+    def _make_specs(self, env) -> None:
+        # State keys: RoboHive's observation keys, unless they are only "time" (the visual
+        # ids suppress the state vector that way), in which case the proprioception keys.
+        obs_keys = list(env.obs_keys)
+        if set(obs_keys) == {"time"}:
+            obs_keys = list(env.proprio_keys or [])
+        clash = _RESERVED_KEYS.intersection(obs_keys)
+        if clash:
+            raise ValueError(f"RoboHive observation key(s) {sorted(clash)} collide with keys this wrapper writes.")
+        self.state_obs_keys = [] if self.pixels_only else obs_keys
+        sizes = [int(np.size(env.obs_dict[key])) for key in self.state_obs_keys]
+        self._slices = {}
+        start = 0
+        for key, size in zip(self.state_obs_keys, sizes):
+            self._slices[key] = slice(start, start + size)
+            start += size
+
+        obs_spec = {}
+        if self.state_obs_keys:
+            obs_spec["observation"] = Unbounded((start,), dtype=torch.float32, device=self.device)
+            for key, size in zip(self.state_obs_keys, sizes):
+                obs_spec[key] = Unbounded((size,), dtype=torch.float32, device=self.device)
+        if self.from_pixels:
+            height, width = self.image_size
+            n = len(self.cameras)
+            obs_spec["pixels"] = Bounded(0, 255, (n, height, width, 3), dtype=torch.uint8, device=self.device)
+            if self.depth:
+                obs_spec["depth"] = Unbounded((n, height, width, 1), dtype=torch.float32, device=self.device)
+        flag = dict(n=2, shape=(1,), dtype=torch.bool, device=self.device)
+        obs_spec["success"] = Categorical(**flag)
+        self.observation_spec = Composite(obs_spec, device=self.device)
+        self.full_done_spec = Composite(
+            done=Categorical(**flag), terminated=Categorical(**flag), truncated=Categorical(**flag), device=self.device
+        )
+        self.reward_spec = Unbounded((1,), dtype=torch.float32, device=self.device)
+        space = env.action_space
+        self.action_spec = Bounded(
+            torch.as_tensor(space.low, dtype=torch.float32),
+            torch.as_tensor(space.high, dtype=torch.float32),
+            space.shape,
+            dtype=torch.float32,
+            device=self.device,
+        )
+
+    def _init_env(self):
+        self._env.reset()
+
+    def _set_seed(self, seed: int | None) -> None:
+        # RoboHive samples targets and initial states from env.np_random and sensor noise
+        # from robot.np_random, which it set to the same generator at construction.
+        self._env.seed(seed)
+        self._env.robot.np_random = self._env.np_random
+
+    # --- data ---------------------------------------------------------------------------
+    def _output(self, solved, terminated=False, truncated=False, reward=None) -> TensorDictBase:
+        """The TensorDict of the current simulator state (and of the step that led to it)."""
+        env = self._env
+        out = {}
+        if self.state_obs_keys:
+            obs_dict = env.obs_dict
+            flat = np.concatenate([np.ravel(obs_dict[key]) for key in self.state_obs_keys], dtype=np.float32)
+            flat = torch.from_numpy(flat)
+            out["observation"] = flat
+            for key, sl in self._slices.items():
+                out[key] = flat[sl]  # views of "observation": no copy
+        if self.from_pixels:
+            self._render(out)
+        # the four flags as views of one tensor: one conversion per step instead of four
+        flags = torch.from_numpy(np.array([solved, terminated, truncated, terminated or truncated], dtype=bool))
+        out["success"], out["terminated"], out["truncated"], out["done"] = flags.split(1)
+        if reward is not None:
+            out["reward"] = torch.from_numpy(np.array([reward], dtype=np.float32))
+        td = TensorDict._new_unsafe(out, batch_size=torch.Size(()), device=torch.device("cpu"))
+        # a TensorDict without the env's device would be cast by torchrl at every step
+        return td if self.device.type == "cpu" else td.to(self.device, non_blocking=True)
+
+    def _render(self, out: dict) -> None:
+        renderer = self._renderer
+        if renderer is None or renderer.pid != os.getpid():
+            gpu_id = (self.device.index or 0) if self.device.type == "cuda" else None
+            renderer = self._renderer = _CameraRenderer(
+                self._env.sim_obsd.model.ptr, *self.image_size, gpu_id=gpu_id, **self._render_options
+            )
+        data = self._env.sim_obsd.data.ptr
+        n, (height, width) = len(self.cameras), self.image_size
+        # MuJoCo renders straight into the tensors' memory
+        pixels = torch.empty((n, height, width, 3), dtype=torch.uint8)
+        renderer.rgb(data, self.cameras, pixels.numpy())
+        out["pixels"] = pixels
+        if self.depth:
+            depth = torch.empty((n, height, width, 1), dtype=torch.float32)
+            renderer.depth(data, self.cameras, depth.numpy())
+            out["depth"] = depth
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        env = self._env
+        env.reset()
+        self._elapsed = 0
+        # reset() leaves rwd_dict from the last step: forward() recomputes it for the new state
+        *_, info = env.forward()
+        return self._output(info["solved"])
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        env = self._env
+        action = tensordict.get("action")
+        action = (action.cpu() if action.device.type != "cpu" else action).numpy()
+        reward = 0.0
+        for _ in range(self.frame_skip):
+            _, r, terminated, _, info = env.step(action)
+            reward += r
+            self._elapsed += 1
+            truncated = self.max_episode_steps is not None and self._elapsed >= self.max_episode_steps
+            if terminated or truncated:
+                break
+        return self._output(info["solved"], terminated, truncated, reward)
+
+    def close(self, *, raise_if_closed: bool = True) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+        self._renderer = None
+        super().close(raise_if_closed=raise_if_closed)
+
+    def __repr__(self) -> str:
+        pixels = f", cameras={self.cameras}, image_size={self.image_size}" if self.from_pixels else ""
+        return f"{type(self).__name__}(env={self._id(self._env)}{pixels}, frame_skip={self.frame_skip}, device={self.device})"
+
+
+class RoboHiveEnv(RoboHiveWrapper):
+    """A RoboHive task as a TorchRL environment, built from its id.
+
+    Args:
+        env_name (str): a RoboHive id, e.g. ``"FrankaReachRandom-v0"``,
+            ``"FK1_MicroOpenRandom-v4"`` or a visual id like ``"FrankaReachRandom_v2d-v0"``
+            (:attr:`available_envs` lists them).
+
+    Keyword Args:
+        **kwargs: the rendering, time-limit, ``frame_skip`` and ``device`` options of
+            :class:`RoboHiveWrapper`; any other keyword goes to RoboHive's constructor
+            (e.g. ``reward_mode="sparse"``, ``obs_keys=[...]``).
+
+    The simulator backend comes from the ``sim_backend`` environment variable, as in
+    RoboHive: ``MUJOCO`` (the default) or ``MUJOCO_PY``.
+
+    Examples:
+        >>> from agenthive.envs import RoboHiveEnv
+        >>> env = RoboHiveEnv("FrankaReachRandom-v0")
+        >>> _ = env.set_seed(0)  # returns the seed for the next env
+        >>> td = env.rollout(3)
+        >>> td["observation"].shape, td["next", "reward"].shape, td["next", "success"].dtype
+        (torch.Size([3, 21]), torch.Size([3, 1]), torch.bool)
+        >>> sorted(env.state_obs_keys)
+        ['qp_robot', 'qv_robot', 'reach_err']
+        >>> env = RoboHiveEnv("FrankaReachRandom-v0", from_pixels=True, cameras=["top_cam"], image_size=(64, 64))
+        >>> env.reset()["pixels"].shape
+        torch.Size([1, 64, 64, 3])
+    """
+
+    _WRAPPER_OPTIONS = (
+        "from_pixels", "pixels_only", "cameras", "image_size", "depth", "shadows", "shadow_size",
+        "anti_aliasing", "max_episode_steps", "frame_skip", "device", "batch_size",
+        "allow_done_after_reset", "spec_locked",
+    )
+
+    def __init__(self, env_name: str, **kwargs):
+        options = {k: kwargs.pop(k) for k in self._WRAPPER_OPTIONS if k in kwargs}
+        self.env_name = env_name
+        self.env_kwargs = kwargs
+        super().__init__(env=None, **options)
+
+    def _check_kwargs(self, kwargs: dict):
+        available = self.available_envs  # imports robohive, checking assets and backend
+        if self.env_name not in available:
+            close = difflib.get_close_matches(self.env_name, available, n=5, cutoff=0.5)
+            hint = f" Closest ids: {close}." if close else ""
+            raise ValueError(
+                f"Unknown RoboHive env {self.env_name!r}.{hint} RoboHiveEnv.available_envs lists all {len(available)} ids."
+            )
+
+    def _build_env(self, env, **options):
+        import gymnasium
+
+        try:
+            env = gymnasium.make(self.env_name, **self.env_kwargs)
+        except (FileNotFoundError, ValueError) as err:
+            if "simhive" in str(err):  # a model file of a simhive repository that is not installed
+                raise FileNotFoundError(
+                    f"{self.env_name} needs RoboHive assets that are not installed: {err}. Add the missing "
+                    "repository to your simhive folder (AGENTHIVE_SIMHIVE_DIR), or run `python -m robohive_init`."
+                ) from err
+            raise
+        return super()._build_env(env, **options)
