@@ -94,21 +94,46 @@ def test_oversized_requests_are_refused():
         assert raw_request(server.port, [hello])["type"] == "hello"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.binary(max_size=64), min_size=1, max_size=4) | st.builds(lambda d: [msgpack.packb(d)], st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8) | st.binary(max_size=8), max_size=4)))
-def test_fuzzed_frames_never_disturb_a_well_behaved_client(mlp_server, fuzz_socket, well_behaved_client, frames):
-    fuzz_socket.send_multipart(frames)
+SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=8) | st.binary(max_size=16)
+EXTENSIONS = st.builds(msgpack.ExtType, st.integers(0, 5), st.binary(max_size=24) | st.builds(msgpack.packb, st.lists(SCALARS, max_size=4)))
+VALUES = st.recursive(SCALARS | EXTENSIONS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+# headers that pass the first checks, with every field of a request given random contents
+REQUESTS = st.fixed_dictionaries(
+    {"v": st.just(wire.VERSION), "type": st.sampled_from(["act", "hello", "health"])},
+    optional={"id": VALUES, "sessions": VALUES | st.lists(st.text(max_size=4), max_size=3), "reset": VALUES, "instruction": VALUES,
+              "obs": VALUES | st.dictionaries(st.just("observation"), EXTENSIONS), "shm_probe": VALUES},
+)
+GARBAGE = (
+    st.lists(st.binary(max_size=64), min_size=1, max_size=4)
+    | st.builds(lambda value: [msgpack.packb(value)], VALUES)
+    | st.builds(lambda header, extra: [msgpack.packb(header), *extra], REQUESTS, st.lists(st.binary(max_size=128), max_size=2))
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(GARBAGE)
+def test_fuzzed_frames_never_disturb_a_well_behaved_client(mlp_server, fuzz_peer, well_behaved_client, frames):
+    fuzz_peer.socket.send_multipart(frames)
+    fuzz_peer.sent += 1
     obs = {"observation": np.ones((1, 21), np.float32)}
     assert well_behaved_client.act(obs)["actions"].shape == (1, 4, 9)
 
 
+class FuzzPeer:
+    """A raw DEALER socket that counts what it sent."""
+
+    def __init__(self, port):
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.connect(f"tcp://127.0.0.1:{port}")
+        self.sent = 0
+
+
 @pytest.fixture(scope="module")
-def fuzz_socket(mlp_server):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.linger = 0
-    sock.connect(f"tcp://127.0.0.1:{mlp_server.port}")
-    yield sock
-    sock.close()
+def fuzz_peer(mlp_server):
+    peer = FuzzPeer(mlp_server.port)
+    yield peer
+    peer.socket.close()
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +142,14 @@ def well_behaved_client(mlp_server):
         yield client
 
 
-def test_server_survives_fuzzing_and_reports_every_garbage_message(mlp_server, fuzz_socket):
-    while fuzz_socket.poll(200):  # every garbage message above got an error reply, none crashed the server
-        reply = wire.decode(fuzz_socket.recv_multipart())
-        assert reply["type"] == "error" and reply["code"] in (wire.ERROR_BAD_MESSAGE, wire.ERROR_VERSION)
+def test_server_survives_fuzzing_and_answers_every_fuzzed_message(mlp_server, fuzz_peer):
+    replies = []
+    while fuzz_peer.socket.poll(500):
+        replies.append(wire.decode(fuzz_peer.socket.recv_multipart()))
+    assert fuzz_peer.sent > 100 and len(replies) == fuzz_peer.sent
+    errors = [reply for reply in replies if reply["type"] == "error"]
+    assert {reply["code"] for reply in errors} <= {wire.ERROR_BAD_MESSAGE, wire.ERROR_VERSION, wire.ERROR_BAD_OBSERVATION}
+    assert all(reply["type"] in ("hello", "health") for reply in replies if reply["type"] != "error")
     assert mlp_server.process.poll() is None
 
 

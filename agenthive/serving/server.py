@@ -25,6 +25,7 @@ Example:
     (3, 1, 2)
     >>> client.close(); server.stop(); thread.join()
 """
+import collections
 import logging
 import math
 import threading
@@ -85,6 +86,7 @@ class PolicyServer:
         curve_authorized_keys: folder of public key files of the clients allowed in; None
             admits any client that knows the server's public key.
         session_ttl_s: an episode nobody acted in for this long is forgotten.
+        max_sessions: most episodes kept; beyond it the least recently used is forgotten.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class PolicyServer:
         curve_secret_key=None,
         curve_authorized_keys=None,
         session_ttl_s=600.0,
+        max_sessions=100_000,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch}: expected at least 1")
@@ -111,11 +114,12 @@ class PolicyServer:
         self.curve_secret_key = curve_secret_key
         self.curve_authorized_keys = curve_authorized_keys
         self.session_ttl_s = session_ttl_s
+        self.max_sessions = max_sessions
         self.instance = uuid.uuid4().hex
         self._context = None
         self._socket = None
         self._authenticator = None
-        self._sessions = {}
+        self._sessions = collections.OrderedDict()  # session id -> _Session, least recently used first
         self._shared_memory = shared_memory.SharedMemoryReader() if shared_memory.available() else None
         self._ready = threading.Event()
         self._init_error = None
@@ -219,13 +223,22 @@ class PolicyServer:
         return requests
 
     def _recently_active(self, now):
-        since = now - _ACTIVE_WINDOW_S
-        return sum(1 for session in self._sessions.values() if session.last_seen >= since)
+        since, count = now - _ACTIVE_WINDOW_S, 0
+        for session in reversed(self._sessions.values()):  # most recent first: stops at the first idle one
+            if session.last_seen < since:
+                break
+            count += 1
+        return count
 
     def _drain(self, requests, items):
         while items < self.max_batch and self._socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than catching zmq.Again
             frames = self._socket.recv_multipart(copy=False)
-            request = self._handle(frames)
+            try:
+                request = self._handle(frames)
+            except Exception:  # a bug here must not take the server down for every other client
+                logger.exception("handling a request failed")
+                self._reply(frames[0], wire.error(wire.ERROR_BAD_MESSAGE, "the server failed on this request (a server bug; see its log)"))
+                continue
             if request is not None:
                 requests.append(request)
                 items += len(request.sessions)
@@ -327,6 +340,9 @@ class PolicyServer:
                 except Exception as err:
                     return refuse(wire.ERROR_POLICY, f"{type(self.policy).__name__}.reset raised {type(err).__name__}: {err}")
                 self._sessions[session_id] = session
+                if len(self._sessions) > self.max_sessions:
+                    self._sessions.popitem(last=False)
+            self._sessions.move_to_end(session_id)
             session.last_seen = now
             episodes.append(session)
         observations = [{key: value[i] for key, value in obs.items()} for i in range(batch)]
@@ -380,9 +396,8 @@ class PolicyServer:
         return checked
 
     def _forget_idle_sessions(self, now):
-        expired = [key for key, session in self._sessions.items() if now - session.last_seen > self.session_ttl_s]
-        for key in expired:
-            del self._sessions[key]
+        while self._sessions and now - next(iter(self._sessions.values())).last_seen > self.session_ttl_s:
+            self._sessions.popitem(last=False)
 
 
 def _check_observations(obs, expected, batch):

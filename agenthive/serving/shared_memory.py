@@ -23,6 +23,7 @@ import mmap
 import os
 import re
 import secrets
+import weakref
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -45,52 +46,49 @@ class SharedMemoryWriter:
     The client waits for each reply before it sends the next request, so one segment,
     overwritten per message, is enough. A message that does not fit gets a new, larger
     segment; the old one is unlinked when the next message starts (the server's mapping of
-    it stays valid).
+    it stays valid). Segments are unlinked on ``close()`` or when the writer is collected.
     """
 
     def __init__(self, size=1 << 20):
-        self._segment = None
-        self._retired = []
-        self._offset = 0
         self.token = secrets.token_bytes(16)
+        self._segments = []  # the current segment last; older ones are unlinked at the next message
+        self._release = weakref.finalize(self, _unlink_all, self._segments)
         self._allocate(size)
 
     @property
     def name(self):
-        return self._segment.name
+        return self._segments[-1].name
 
     def _allocate(self, size):
-        if self._segment is not None:
-            self._retired.append(self._segment)
-        self._segment = shared_memory.SharedMemory(name=f"agenthive_{secrets.token_hex(16)}", create=True, size=size)
-        self._segment.buf[: len(self.token)] = self.token  # read back by the server at the handshake
+        segment = shared_memory.SharedMemory(name=f"agenthive_{secrets.token_hex(16)}", create=True, size=size)
+        segment.buf[: len(self.token)] = self.token  # read back by the server at the handshake
+        self._segments.append(segment)
         self._offset = _ALIGN
 
     def put(self, array, message_start):
         """Copy ``array`` into the segment and return ``(segment name, offset)``."""
         if message_start:
             self._offset = _ALIGN
-            self._unlink_retired()
-        nbytes = array.nbytes
-        if self._offset + nbytes > self._segment.size:
-            self._allocate(max(2 * self._segment.size, 2 * (self._offset + nbytes)))
+            _unlink_all(self._segments[:-1])
+            del self._segments[:-1]
+        segment = self._segments[-1]
+        if self._offset + array.nbytes > segment.size:
+            self._allocate(max(2 * segment.size, 2 * (self._offset + array.nbytes)))
+            segment = self._segments[-1]
         offset = self._offset
-        np.copyto(np.ndarray(array.shape, array.dtype, buffer=self._segment.buf, offset=offset), array, casting="no")
-        self._offset = offset + (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
-        return self._segment.name, offset
-
-    def _unlink_retired(self):
-        while self._retired:
-            segment = self._retired.pop()
-            segment.close()
-            segment.unlink()
+        np.copyto(np.ndarray(array.shape, array.dtype, buffer=segment.buf, offset=offset), array, casting="no")
+        self._offset = offset + (array.nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+        return segment.name, offset
 
     def close(self):
-        self._unlink_retired()
-        if self._segment is not None:
-            self._segment.close()
-            self._segment.unlink()
-            self._segment = None
+        self._release()
+
+
+def _unlink_all(segments):
+    for segment in segments:
+        segment.close()
+        segment.unlink()
+    segments.clear()
 
 
 class SharedMemoryReader:
