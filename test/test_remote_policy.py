@@ -30,8 +30,8 @@ def test_drives_a_robohive_rollout_playing_action_chunks():
     from agenthive.envs import RoboHiveEnv
 
     with PolicyServerProcess("mlp", kwargs='{"obs_dim": 21, "action_dim": 9, "chunk_length": 4, "seed": 1}') as server:
-        policy = RemotePolicyModule("127.0.0.1", server.port, in_keys=["observation"], replan_every=2)
         env = RoboHiveEnv("FrankaReachRandom-v0")
+        policy = RemotePolicyModule("127.0.0.1", server.port, in_keys=["observation"], replan_every=2, observation_spec=env.observation_spec, action_spec=env.action_spec)
         rollout = env.rollout(12, policy, break_when_any_done=False)
         obs, actions = rollout["observation"].numpy(), rollout["action"].numpy()
         chunks = MLPPolicy(21, 9, chunk_length=4, seed=1).forward(obs)
@@ -87,6 +87,17 @@ def test_mismatches_fail_at_construction(counting_server):
             RemotePolicyModule("127.0.0.1", server.port)
         policy = RemotePolicyModule("127.0.0.1", server.port, in_keys={"obs": "state"}, instruction="open the drawer")
         assert query(policy, [0.0])[0, 2] == len("open the drawer")
+
+
+def test_env_specs_are_checked_at_construction(pendulum_server):
+    env = GymEnv("Pendulum-v1")
+    RemotePolicyModule("127.0.0.1", pendulum_server.port, observation_spec=env.observation_spec, action_spec=env.action_spec).close()
+    with PolicyServerProcess("mlp", kwargs='{"obs_dim": 3, "action_dim": 2}') as server:
+        with pytest.raises(ValueError, match=r"does not fit this environment: the env's actions are \(1,\), the server's \(2,\)"):
+            RemotePolicyModule("127.0.0.1", server.port, observation_spec=env.observation_spec, action_spec=env.action_spec)
+    with PolicyServerProcess("mlp", kwargs='{"obs_dim": 4, "action_dim": 1}') as server:
+        with pytest.raises(ValueError, match=r"'observation' is \(3,\) float32 in the env, 'observation' is \(4,\) float32 on the server"):
+            RemotePolicyModule("127.0.0.1", server.port, observation_spec=env.observation_spec)
 
 
 def test_an_absent_server_times_out_naming_host_port_and_elapsed(unused_port):

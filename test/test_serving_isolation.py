@@ -35,9 +35,10 @@ def test_jax_policy_from_the_torch_free_venv_drives_a_robohive_rollout(serve_pyt
 
     kwargs = '{"obs_dim": 21, "action_dim": 9, "chunk_length": 2, "hidden": [32, 32], "seed": 7}'
     with PolicyServerProcess("jax-mlp", kwargs=kwargs, python=serve_python) as server:
-        policy = RemotePolicyModule("127.0.0.1", server.port, in_keys=["observation"], ready_timeout=120)
+        env = RoboHiveEnv("FrankaReachRandom-v0")
+        policy = RemotePolicyModule("127.0.0.1", server.port, in_keys=["observation"], ready_timeout=120, observation_spec=env.observation_spec, action_spec=env.action_spec)
         assert policy.metadata.info["framework"].startswith("jax ")
-        rollout = RoboHiveEnv("FrankaReachRandom-v0").rollout(10, policy, break_when_any_done=False)
+        rollout = env.rollout(10, policy, break_when_any_done=False)
         chunks = MLPPolicy(21, 9, chunk_length=2, hidden=[32, 32], seed=7).forward(rollout["observation"].numpy())
         for t in range(10):
             np.testing.assert_allclose(rollout["action"][t].numpy(), chunks[t - t % 2, t % 2], rtol=1e-4, atol=1e-5)

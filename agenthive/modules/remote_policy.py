@@ -37,10 +37,15 @@ class RemotePolicyModule(TensorDictModuleBase):
         curve_server_key: the server's public key file (turns on CURVE encryption).
         curve_client_key: this client's key pair file.
         shared_memory: allow the same-host shared-memory fast path.
+        observation_spec: the environment's observation spec (``env.observation_spec``), to
+            check the shapes and dtypes of ``in_keys`` against the server's now rather than
+            at the first step.
+        action_spec: the environment's action spec, to check the action shape likewise.
 
     Raises:
-        ValueError: ``in_keys`` do not cover the server's observations, or an instruction
-            is missing, or ``replan_every`` exceeds the chunk.
+        ValueError: ``in_keys`` do not cover the server's observations, an instruction is
+            missing, ``replan_every`` exceeds the chunk, or the specs disagree with the
+            server's metadata.
         PolicyTimeoutError: the server did not answer the handshake.
 
     Examples:
@@ -72,6 +77,8 @@ class RemotePolicyModule(TensorDictModuleBase):
         curve_server_key=None,
         curve_client_key=None,
         shared_memory=True,
+        observation_spec=None,
+        action_spec=None,
     ):
         super().__init__()
         if protocol not in ("agenthive", "openpi"):
@@ -103,6 +110,7 @@ class RemotePolicyModule(TensorDictModuleBase):
                 raise ValueError(f"policy {metadata.name!r} at {host}:{port} takes a language instruction: pass instruction='...'")
             if replan_every is not None and not 1 <= replan_every <= metadata.chunk_length:
                 raise ValueError(f"replan_every={replan_every}: expected 1 to chunk_length={metadata.chunk_length}")
+            _check_specs(metadata, self._obs_names, observation_spec, action_spec, f"{host}:{port}")
         self.replan_every = replan_every
         self.in_keys = list(self._obs_names)
         self.out_keys = list(out_keys)
@@ -184,3 +192,21 @@ class RemotePolicyModule(TensorDictModuleBase):
     def __repr__(self):
         name = self.metadata.name if self.metadata is not None else "openpi policy"
         return f"{type(self).__name__}({name} at {self.protocol}://{self.host}:{self.port}, in_keys={self.in_keys}, out_keys={self.out_keys})"
+
+
+def _check_specs(metadata, obs_names, observation_spec, action_spec, where):
+    """Raise if the environment's specs disagree with what the server announced."""
+    problems = []
+    if observation_spec is not None:
+        for key, name in obs_names.items():
+            shape, dtype = metadata.observations[name]
+            spec = observation_spec[key]
+            env_dtype = str(spec.dtype).removeprefix("torch.")
+            if tuple(spec.shape[len(spec.shape) - len(shape):]) != shape or len(spec.shape) < len(shape) or env_dtype != dtype:
+                problems.append(f"{key!r} is {tuple(spec.shape)} {env_dtype} in the env, {name!r} is {shape} {dtype} on the server")
+    if action_spec is not None:
+        shape = metadata.action_shape
+        if tuple(action_spec.shape[len(action_spec.shape) - len(shape):]) != shape or len(action_spec.shape) < len(shape):
+            problems.append(f"the env's actions are {tuple(action_spec.shape)}, the server's {shape}")
+    if problems:
+        raise ValueError(f"policy {metadata.name!r} at {where} does not fit this environment: " + "; ".join(problems))
