@@ -54,6 +54,7 @@ class RemotePolicyModule(TensorDictModuleBase):
         >>> from agenthive.serving.policies.mlp import MLPPolicy
         >>> from tensordict import TensorDict
         >>> server = PolicyServer(MLPPolicy(obs_dim=3, action_dim=2, chunk_length=4), port=0)
+        >>> endpoint = server.bind()  # port 0 picked a free port: server.port
         >>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
         >>> policy = RemotePolicyModule("127.0.0.1", server.port, in_keys={"obs": "observation"}, replan_every=2)
         >>> td = policy(TensorDict({"obs": torch.zeros(5, 3)}, batch_size=[5]))

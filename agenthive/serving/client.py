@@ -12,6 +12,7 @@ Example:
     >>> from agenthive.serving import PolicyServer
     >>> from agenthive.serving.policies.mlp import MLPPolicy
     >>> server = PolicyServer(MLPPolicy(obs_dim=4, action_dim=2, chunk_length=5), port=0)
+    >>> endpoint = server.bind()  # port 0 picked a free port: server.port
     >>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
     >>> client = PolicyClient("127.0.0.1", server.port, timeout=5.0)
     >>> client.metadata.chunk_length
@@ -26,6 +27,7 @@ import uuid
 import numpy as np
 import zmq
 import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
 
 from agenthive.serving import shared_memory, wire
 from agenthive.serving.policy import PolicyMetadata
@@ -90,7 +92,11 @@ class PolicyClient:
         self._request_id = 0
         self._writer = None
         self._shm = False
-        self._connect_until_ready(ready_timeout)
+        try:
+            self._connect_until_ready(ready_timeout)
+        except BaseException:
+            self.close()
+            raise
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -178,8 +184,6 @@ class PolicyClient:
     def _handshake_failure(self):
         if self._monitor is None:
             return ""
-        from zmq.utils.monitor import recv_monitor_message
-
         failures = []
         while self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)
@@ -219,11 +223,13 @@ class PolicyClient:
         return reply
 
     def close(self):
+        """Close the connection and unlink the shared-memory segment; safe to call twice."""
         self._close_socket()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self._context.term()
+        if not self._context.closed:
+            self._context.term()
 
     def __enter__(self):
         return self

@@ -17,6 +17,7 @@ Example:
     >>> from agenthive.serving import PolicyClient
     >>> from agenthive.serving.policies.mlp import MLPPolicy
     >>> server = PolicyServer(MLPPolicy(obs_dim=4, action_dim=2), port=0)
+    >>> endpoint = server.bind()  # port 0 picked a free port: server.port
     >>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
     >>> client = PolicyClient("127.0.0.1", server.port)
     >>> client.metadata.action_shape
@@ -172,15 +173,14 @@ class PolicyServer:
         last_sweep = time.monotonic()
         try:
             while not self._stopping.is_set():
-                if not self._socket.poll(100):
-                    now = time.monotonic()
-                    if now - last_sweep > 1.0:
-                        self._forget_idle_sessions(now)
-                        last_sweep = now
-                    continue
-                requests = self._gather()
-                if requests:
-                    self._run(requests)
+                if self._socket.poll(100):
+                    requests = self._gather()
+                    if requests:
+                        self._run(requests)
+                now = time.monotonic()
+                if now - last_sweep > 1.0:
+                    self._forget_idle_sessions(now)
+                    last_sweep = now
         finally:
             if self._authenticator is not None:
                 self._authenticator.stop()
