@@ -69,14 +69,29 @@ def _point_vulkan_at_lavapipe() -> None:
     os.environ["VK_ICD_FILENAMES"] = LAVAPIPE_ICD
 
 
+def _missing_assets(env_name: str, detail: str) -> FileNotFoundError:
+    from mani_skill import ASSET_DIR
+
+    return FileNotFoundError(
+        f"ManiSkill task {env_name!r} needs assets that are not on this machine ({detail}). "
+        f"Download them first with `python -m mani_skill.utils.download_asset <uid>`, where "
+        f"<uid> is the task id for task assets, the robot uid for robot assets, or a scene "
+        f"dataset (`-l scene` lists them); they go to {ASSET_DIR} (set by $MS_ASSET_DIR). "
+        f"MS_SKIP_ASSET_DOWNLOAD_PROMPT=1 makes ManiSkill download them without asking. "
+        f"Tasks such as 'PickCube-v1' need no download."
+    )
+
+
 @contextlib.contextmanager
-def _no_download_prompt(env_name: str):
-    """Turns ManiSkill's interactive asset-download prompt into an error.
+def _missing_assets_raise(env_name: str):
+    """Turns ManiSkill's ways of meeting missing assets into one clear error.
 
     ManiSkill asks ``(y|n)`` on stdin when a task or robot needs assets that are not on
-    disk, and calls ``exit()`` on "n"; CI has no stdin. ``MS_SKIP_ASSET_DOWNLOAD_PROMPT=1``
+    disk (and calls ``exit()`` on "n"); CI has no stdin. Scene datasets just fail to open
+    a file under ManiSkill's asset directory. ``MS_SKIP_ASSET_DOWNLOAD_PROMPT=1``
     (ManiSkill's own switch: download without asking) is left to ManiSkill.
     """
+    from mani_skill import ASSET_DIR
     from mani_skill.utils import download_asset
 
     prompt = download_asset.prompt_yes_no
@@ -84,19 +99,15 @@ def _no_download_prompt(env_name: str):
     def refuse(message):
         if os.getenv("MS_SKIP_ASSET_DOWNLOAD_PROMPT") == "1":
             return prompt(message)
-        raise FileNotFoundError(
-            f"ManiSkill task {env_name!r} needs assets that are not on this machine "
-            f"(ManiSkill says: {message.strip()!r}). Download them first with "
-            f"`python -m mani_skill.utils.download_asset {env_name}` (robot assets: "
-            f"`python -m mani_skill.utils.download_asset <robot_uid>`; they go to "
-            f"$MS_ASSET_DIR, by default ~/.maniskill/data), or set "
-            f"MS_SKIP_ASSET_DOWNLOAD_PROMPT=1 to download them without asking, or choose "
-            f"a task that needs no download such as 'PickCube-v1'."
-        )
+        raise _missing_assets(env_name, f"ManiSkill asks: {message.strip()!r}")
 
     download_asset.prompt_yes_no = refuse
     try:
         yield
+    except FileNotFoundError as error:
+        if error.filename is None or not str(error.filename).startswith(str(ASSET_DIR)):
+            raise
+        raise _missing_assets(env_name, f"{error.filename} does not exist") from error
     finally:
         download_asset.prompt_yes_no = prompt
 
@@ -225,11 +236,11 @@ class ManiSkillEnv(EnvBase):
         RuntimeError: ``physx_cuda`` without a CUDA GPU.
 
     Examples:
+        >>> from functools import partial
         >>> from torchrl.envs import ParallelEnv
         >>> from agenthive.envs import ManiSkillEnv
         >>> env = ManiSkillEnv("PickCube-v1", instruction=True)
-        >>> env.set_seed(0)
-        1...
+        >>> next_seed = env.set_seed(0)
         >>> rollout = env.rollout(3)
         >>> rollout["observation"].shape, rollout["next", "reward"].dtype
         (torch.Size([3, 42]), torch.float32)
@@ -238,7 +249,7 @@ class ManiSkillEnv(EnvBase):
         >>> env = ManiSkillEnv("PickCube-v1", obs_mode="rgb", sensor_configs=dict(width=64, height=64))
         >>> env.camera_names, env.reset()["pixels"].shape
         (['base_camera'], torch.Size([1, 64, 64, 3]))
-        >>> cpu_batch = ParallelEnv(2, lambda: ManiSkillEnv("PickCube-v1"))  # same specs as num_envs=2 on a GPU
+        >>> cpu_batch = ParallelEnv(2, partial(ManiSkillEnv, "PickCube-v1"))  # same specs as num_envs=2 on a GPU
         >>> cpu_batch.rollout(3)["next", "done"].shape
         torch.Size([2, 3, 1])
         >>> cpu_batch.close()
@@ -279,7 +290,7 @@ class ManiSkillEnv(EnvBase):
                 f"e.g. 'PickCube-v1'."
             )
         kwargs.setdefault("render_backend", "gpu" if torch.cuda.is_available() else "cpu")
-        with _no_download_prompt(env_name):
+        with _missing_assets_raise(env_name):
             self._env = gym.make(
                 env_name,
                 num_envs=self._num_sim_envs,
@@ -353,10 +364,13 @@ class ManiSkillEnv(EnvBase):
         return list(self._env.unwrapped._sensors)
 
     def _make_specs(self, base) -> None:
-        # ManiSkill's constructor has reset once; _init_raw_obs keeps that observation.
-        example = self._to_tensordict(base._init_raw_obs, {})
+        example = self._to_tensordict(base.get_obs(), {})
         self.observation_spec = _composite_like(example)
-        self.action_spec = _action_spec_like(base.single_action_space, tuple(self.batch_size), self.device)
+        self.full_action_spec = Composite(
+            action=_action_spec_like(base.single_action_space, tuple(self.batch_size), self.device),
+            shape=self.batch_size,
+            device=self.device,
+        )
         self.reward_spec = Unbounded(shape=(*self.batch_size, 1), dtype=torch.float32, device=self.device)
         self.done_spec = Composite(
             {key: Categorical(2, (*self.batch_size, 1), dtype=torch.bool, device=self.device)
@@ -371,6 +385,8 @@ class ManiSkillEnv(EnvBase):
             return {"observation": obs}
         out = {}
         for key, value in obs.items():
+            if isinstance(value, dict) and not value:  # e.g. no extras, or sensor_data in pointcloud mode
+                continue
             if key == "state":  # "...+state" modes
                 out["observation"] = value
             elif key == "sensor_data":
@@ -383,7 +399,7 @@ class ManiSkillEnv(EnvBase):
                 out["camera_params"] = {
                     param: torch.stack([camera[param] for camera in cameras], dim=1) for param in cameras[0]
                 }
-            elif not (isinstance(value, dict) and not value):  # drop empty groups (no extras)
+            else:
                 out[key] = value
         return out
 
@@ -398,7 +414,8 @@ class ManiSkillEnv(EnvBase):
             out[key] = flag.unsqueeze(-1) if self._batched else flag  # [N, 1], or [1] for one env
         if self._instruction is not None:
             out["instruction"] = self._instruction
-        td = TensorDict(out, batch_size=self.batch_size, device=self._sim_device)
+        # every leaf is already on the simulator's device with the batch dims: skip the checks
+        td = TensorDict._new_unsafe(out, batch_size=self.batch_size, device=self._sim_device)
         return td if self.device == self._sim_device else td.to(self.device, non_blocking=True)
 
     def _falses(self) -> torch.Tensor:
@@ -475,7 +492,7 @@ class ManiSkillEnv(EnvBase):
 
     def render(self) -> torch.Tensor:
         """The task's human-view camera: uint8 ``[H, W, 3]`` per sub-env (``render_mode="rgb_array"``)."""
-        frames = self._env.render()
+        frames = self._env.unwrapped.render()  # ManiSkill's constructor has reset: no need to wait for reset()
         return frames if self.batch_size else frames.squeeze(0)
 
     def close(self, *, raise_if_closed: bool = True) -> None:
