@@ -165,16 +165,23 @@ class PolicyClient:
         start = time.monotonic()
         self._socket.send_multipart(wire.encode(message, self._writer if shared and self._shm else None), copy=False)
         while True:
-            remaining = self.timeout - (time.monotonic() - start)
-            if remaining <= 0 or not self._socket.poll(remaining * 1000):
+            remaining_ms = int((self.timeout - (time.monotonic() - start)) * 1000)
+            try:
+                if remaining_ms <= 0:
+                    raise zmq.Again()
+                self._socket.setsockopt(zmq.RCVTIMEO, remaining_ms)
+                frames = self._socket.recv_multipart(copy=False)
+            except zmq.Again:
                 elapsed = time.monotonic() - start
                 reason = self._handshake_failure()
                 self._close_socket()
+                if self._writer is not None:  # the server may still read the arrays of this request
+                    self._writer.renew()
                 raise PolicyTimeoutError(
                     f"policy server {self.host}:{self.port} did not answer {kind!r} within {self.timeout} s "
                     f"(waited {elapsed:.2f} s){reason}"
-                )
-            reply = wire.decode(self._socket.recv_multipart(copy=False))
+                ) from None
+            reply = wire.decode(frames)
             if reply.get("id") != self._request_id:
                 continue  # the late answer to a request that timed out
             if reply["type"] == "error":

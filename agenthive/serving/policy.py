@@ -88,7 +88,8 @@ class Policy:
 
         Args:
             obs: observation name -> unbatched array, as declared in ``metadata``
-                (read-only: copy what you keep).
+                (read-only views of the request, valid during this call: copy what you
+                keep across calls).
             episode: what ``reset`` returned for this client's episode.
 
         Returns:

@@ -172,9 +172,14 @@ class PolicyServer:
         threading.Thread(target=self._initialize, name="policy-initialize", daemon=True).start()
         last_sweep = time.monotonic()
         try:
+            self._socket.rcvtimeo = 100  # wake up to notice stop() and to sweep sessions
             while not self._stopping.is_set():
-                if self._socket.poll(100):
-                    requests = self._gather()
+                try:
+                    frames = self._socket.recv_multipart(copy=False)
+                except zmq.Again:
+                    frames = None
+                if frames is not None:
+                    requests = self._gather(frames)
                     if requests:
                         self._run(requests)
                 now = time.monotonic()
@@ -206,10 +211,12 @@ class PolicyServer:
 
     # -- receiving ----------------------------------------------------------------------------
 
-    def _gather(self):
-        """Receive waiting requests, answering control messages; returns the act requests."""
+    def _gather(self, frames):
+        """Handle ``frames`` and the requests waiting behind them (answering control messages
+        at once); returns the act requests."""
         requests = []
-        items = self._drain(requests, 0)
+        items = self._take(frames, requests, 0)
+        items = self._drain(requests, items)
         if not requests or self.max_batch == 1:
             return requests
         now = time.monotonic()
@@ -231,17 +238,21 @@ class PolicyServer:
         return count
 
     def _drain(self, requests, items):
+        """Take the requests already waiting, up to a full batch; returns the item count."""
         while items < self.max_batch and self._socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than catching zmq.Again
-            frames = self._socket.recv_multipart(copy=False)
-            try:
-                request = self._handle(frames)
-            except Exception:  # a bug here must not take the server down for every other client
-                logger.exception("handling a request failed")
-                self._reply(frames[0], wire.error(wire.ERROR_BAD_MESSAGE, "the server failed on this request (a server bug; see its log)"))
-                continue
-            if request is not None:
-                requests.append(request)
-                items += len(request.sessions)
+            items = self._take(self._socket.recv_multipart(copy=False), requests, items)
+        return items
+
+    def _take(self, frames, requests, items):
+        try:
+            request = self._handle(frames)
+        except Exception:  # a bug here must not take the server down for every other client
+            logger.exception("handling a request failed")
+            self._reply(frames[0], wire.error(wire.ERROR_BAD_MESSAGE, "the server failed on this request (a server bug; see its log)"))
+            return items
+        if request is not None:
+            requests.append(request)
+            items += len(request.sessions)
         return items
 
     def _reply(self, identity, message):

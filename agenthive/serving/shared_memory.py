@@ -3,9 +3,15 @@
 Two 224x224 RGB images are 300 kB; over loopback TCP that is two kernel copies and a few
 hundred microseconds. When client and server share a machine, the client writes such arrays
 into a shared-memory segment it owns and sends only ``[segment, offset, dtype, shape]``; the
-server copies them out of its read-only mapping. Nobody has to configure this: at the
-handshake the client writes a random token into its segment and the server reports whether
-it read the same token back (a different host, container or ``/dev/shm`` reads nothing).
+server reads them in place through a read-only mapping: one copy in all. Nobody has to
+configure this: at the handshake the client writes a random token into its segment and the
+server reports whether it read the same token back (a different host, container or
+``/dev/shm`` reads nothing).
+
+The client rewrites its segment only after the reply to the previous request has come
+back, so the arrays a policy receives stay intact while it acts (policies copy what they
+keep, as for any request). A client whose request timed out moves to a fresh segment, so a
+server still working on that request never sees its arrays change.
 
 The server opens only segments named ``agenthive_<hex>``, only read-only, and only for
 requests that arrive from a loopback address.
@@ -76,9 +82,13 @@ class SharedMemoryWriter:
             self._allocate(max(2 * segment.size, 2 * (self._offset + array.nbytes)))
             segment = self._segments[-1]
         offset = self._offset
-        np.copyto(np.ndarray(array.shape, array.dtype, buffer=segment.buf, offset=offset), array, casting="no")
+        segment.buf[offset : offset + array.nbytes] = memoryview(np.ascontiguousarray(array)).cast("B")
         self._offset = offset + (array.nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
         return segment.name, offset
+
+    def renew(self):
+        """Write the next messages to a fresh segment (after a request timed out)."""
+        self._allocate(self._segments[-1].size)
 
     def close(self):
         self._release()

@@ -115,12 +115,13 @@ def encode(message, shared_memory=None):
 
 
 def decode(frames, shared_memory=None):
-    """Decode received frames into a message; arrays are read-only views of their frames.
+    """Decode received frames into a message; arrays are read-only views of their frames
+    (or of the client's shared memory), valid while the request is served.
 
     Args:
         frames: the multipart message, as bytes or ``zmq.Frame`` (``recv_multipart(copy=False)``).
-        shared_memory: a ``SharedMemoryReader`` to resolve same-host arrays with (they are
-            copied out of the segment), or None to refuse them.
+        shared_memory: a ``SharedMemoryReader`` to resolve same-host arrays with, or None to
+            refuse them.
 
     Returns:
         dict: the message.
@@ -157,7 +158,7 @@ def decode(frames, shared_memory=None):
                 view = shared_memory.view(name, offset, nbytes)
             except ValueError as err:
                 raise WireError(str(err)) from None
-            return np.frombuffer(view, dtype=dtype).reshape(shape).copy()
+            return np.frombuffer(view, dtype=dtype).reshape(shape)
         raise WireError(f"unknown msgpack extension type {code}: expected {_ARRAY_EXT} (array frame), {_SHARED_ARRAY_EXT} (shared-memory array) or {_INLINE_ARRAY_EXT} (inline array)")
 
     try:
