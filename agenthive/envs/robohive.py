@@ -79,10 +79,18 @@ def _parse_visual_keys(visual_keys) -> tuple[list[str], tuple[int, int] | None]:
     return cameras, size
 
 
-# renderers still open at exit are closed while EGL is still loaded (closing them during
-# interpreter teardown raises EGL errors)
+# Renderers still open at exit are closed by a hook registered with the first one, so it
+# runs before the EGL display is terminated by hooks registered earlier (atexit is LIFO);
+# closing them later, during interpreter teardown, floods stderr with EGL errors.
 _LIVE_RENDERERS = weakref.WeakSet()
-atexit.register(lambda: [r.close() for r in list(_LIVE_RENDERERS)])
+
+
+def _close_renderers_at_exit():
+    for renderer in list(_LIVE_RENDERERS):
+        try:
+            renderer.close()
+        except Exception:  # noqa: BLE001  the display may already be gone; the process is ending
+            pass
 
 
 class _CameraRenderer:
@@ -125,6 +133,8 @@ class _CameraRenderer:
             ) from err
         self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = int(shadows)
         self.pid = os.getpid()
+        if not _LIVE_RENDERERS:
+            atexit.register(_close_renderers_at_exit)
         _LIVE_RENDERERS.add(self)
 
     def rgb(self, data, cameras, out: np.ndarray) -> None:
