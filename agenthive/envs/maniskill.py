@@ -152,6 +152,11 @@ def _action_spec_like(space, shape: tuple, device: torch.device):
     )
 
 
+def _stack_cameras(images: list[torch.Tensor]) -> torch.Tensor:
+    """[N, ...] per camera -> [N, n_cams, ...]; one camera is a view, not a copy."""
+    return images[0].unsqueeze(1) if len(images) == 1 else torch.stack(images, dim=1)
+
+
 def _first(out: dict) -> dict:
     """Sub-env 0 of a nested dict of batched tensors (views, no copy)."""
     return {key: _first(value) if isinstance(value, dict) else value[0] for key, value in out.items()}
@@ -359,6 +364,11 @@ class ManiSkillEnv(EnvBase):
         return sorted(REGISTERED_ENVS)
 
     @property
+    def maniskill_env(self):
+        """The ManiSkill gymnasium env this env steps (``.unwrapped`` is ManiSkill's ``BaseEnv``)."""
+        return self._env
+
+    @property
     def camera_names(self) -> list[str]:
         """The cameras stacked in ``"pixels"`` (and the other textures), in order."""
         return list(self._env.unwrapped._sensors)
@@ -393,11 +403,11 @@ class ManiSkillEnv(EnvBase):
                 cameras = list(value.values())
                 for texture in cameras[0]:
                     name = "pixels" if texture == "rgb" else texture
-                    out[name] = torch.stack([camera[texture] for camera in cameras], dim=1)
+                    out[name] = _stack_cameras([camera[texture] for camera in cameras])
             elif key == "sensor_param":
                 cameras = list(value.values())
                 out["camera_params"] = {
-                    param: torch.stack([camera[param] for camera in cameras], dim=1) for param in cameras[0]
+                    param: _stack_cameras([camera[param] for camera in cameras]) for param in cameras[0]
                 }
             else:
                 out[key] = value
