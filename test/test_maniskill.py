@@ -278,6 +278,23 @@ def test_construction_errors_name_the_problem():
             ManiSkillEnv(PICK, num_envs=4)
 
 
+def test_without_maniskill_the_package_imports_and_the_env_says_what_to_install():
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["mani_skill"] = None  # as if it were not installed
+        from agenthive.envs import ManiSkillEnv
+        assert ManiSkillEnv.available_envs == []
+        try:
+            ManiSkillEnv("PickCube-v1")
+        except ImportError as error:
+            print("IMPORT ERROR:", error)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "IMPORT ERROR: ManiSkillEnv needs ManiSkill: pip install 'agenthive[maniskill]'" in result.stdout, result.stderr
+
+
 def test_vulkan_points_at_lavapipe_only_when_nothing_is_chosen(monkeypatch):
     monkeypatch.setenv("VK_ICD_FILENAMES", "/opt/my_icd.json")
     maniskill._point_vulkan_at_lavapipe()
