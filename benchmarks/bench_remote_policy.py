@@ -13,8 +13,10 @@ machine slows every contender alike:
   - ``agenthive same-host``: the same with the automatic shared-memory fast path;
   - ``openpi websocket``: openpi-client's ``WebsocketClientPolicy`` against a server written
     like openpi's (asyncio websockets + msgpack-numpy), serving the same policy;
-* throughput of 16 concurrent clients against a torch MLP (TorchRL checkpoint policy) with
-  batching on (max batch 16) and off (max batch 1).
+* throughput of 16 concurrent clients (closed loop, one connection and one episode each)
+  against a torch MLP served by the TorchRL checkpoint policy, with batching on (max batch
+  16) and off (max batch 1). The MLP is deep and narrow so that, as for a large model on a
+  GPU, a batch of 16 costs little more than a batch of 1; the script prints both costs.
 """
 import argparse
 import asyncio
@@ -24,7 +26,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -50,7 +51,7 @@ def payload(images):
 
 def start_agenthive(policy, kwargs, *args):
     command = [sys.executable, "-m", "agenthive", "start-server", policy, "--port", "0", "--kwargs", json.dumps(kwargs), "--log-level", "WARNING", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     return process, int(process.stdout.readline().rsplit(":", 1)[1])
 
 
@@ -102,17 +103,48 @@ def latency(rounds, per_round):
     echo_process, echo_port = start_process(zmq_echo)
     ws_process, ws_port = start_process(openpi_style_server)
     servers = {"a": start_agenthive("mlp", STATE_ONLY), "b": start_agenthive("mlp", WITH_IMAGES)}
+    clients = []
+    try:
+        contenders = make_contenders(servers, echo_port, ws_port, clients)
+        samples = {(name, who): [] for name, group in contenders.items() for who in group}
+        for group in contenders.values():  # warm up
+            for call in group.values():
+                for _ in range(100):
+                    call()
+        for _ in range(rounds):
+            for name, group in contenders.items():
+                for who, call in group.items():
+                    times = samples[name, who]
+                    for _ in range(per_round):
+                        start = time.perf_counter()
+                        call()
+                        times.append(time.perf_counter() - start)
+    finally:
+        for client in clients:
+            client.close()
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait()
+        echo_process.terminate()
+        ws_process.terminate()
+    return {key: (np.percentile(t, 50) * 1e6, np.percentile(t, 99) * 1e6) for key, t in samples.items()}
+
+
+def make_contenders(servers, echo_port, ws_port, clients):
+    """payload name -> contender -> a function doing one round trip; opened clients go to ``clients``."""
     from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
     echo = zmq.Context.instance().socket(zmq.DEALER)
     echo.connect(f"tcp://127.0.0.1:{echo_port}")
     websocket = WebsocketClientPolicy("127.0.0.1", ws_port)
-    contenders, clients = {}, []
+    contenders = {}
     for name, (_, port) in servers.items():
         obs = payload(images=name == "b")
         tcp = PolicyClient("127.0.0.1", port, shared_memory=False)
+        clients.append(tcp)
         same_host = PolicyClient("127.0.0.1", port)
-        clients += [tcp, same_host]
+        clients.append(same_host)
+        assert same_host._shm, "the shared-memory fast path should be on for a loopback client"
         frames = wire.encode({"v": wire.VERSION, "type": "act", "id": 1, "sessions": ["s"], "reset": None, "instruction": None, "obs": obs})
         unbatched = {key: value[0] for key, value in obs.items()}
 
@@ -126,79 +158,88 @@ def latency(rounds, per_round):
             "agenthive same-host": lambda client=same_host, obs=obs: client.act(obs, sessions=["s"]),
             "openpi websocket": lambda obs=unbatched: websocket.infer(obs),
         }
-        assert same_host._shm, "the shared-memory fast path should be on for a loopback client"
-    samples = {(name, who): [] for name, group in contenders.items() for who in group}
-    for name, group in contenders.items():  # warm up
-        for call in group.values():
-            for _ in range(100):
-                call()
-    for _ in range(rounds):
-        for name, group in contenders.items():
-            for who, call in group.items():
-                times = samples[name, who]
-                for _ in range(per_round):
-                    start = time.perf_counter()
-                    call()
-                    times.append(time.perf_counter() - start)
-    for group in clients:
-        group.close()
-    for process, _ in servers.values():
-        process.terminate()
-    echo_process.terminate()
-    ws_process.terminate()
-    return {key: (np.percentile(t, 50) * 1e6, np.percentile(t, 99) * 1e6) for key, t in samples.items()}
+    return contenders
 
 
 # -- batching -----------------------------------------------------------------------------------
 
 
-def save_mlp(path, hidden):
+def save_mlp(path, depth, hidden):
+    """Save the served MLP; returns its forward time (ms) for a batch of 1 and of 16 here."""
     import torch
     from tensordict.nn import TensorDictModule
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 8))
+    torch.set_num_threads(1)
+    layers = [torch.nn.Linear(64, hidden), torch.nn.ReLU()]
+    for _ in range(depth - 1):
+        layers += [torch.nn.Linear(hidden, hidden), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(hidden, 8))
     torch.save(TensorDictModule(net, in_keys=["state"], out_keys=["action"]), path)
+    costs = []
+    with torch.no_grad():
+        for batch in (1, 16):
+            x = torch.zeros(batch, 64)
+            net(x)
+            start = time.perf_counter()
+            for _ in range(100):
+                net(x)
+            costs.append((time.perf_counter() - start) * 10)
+    return costs
 
 
 def throughput(port, clients, seconds):
-    """Requests per second of ``clients`` closed-loop clients, each one environment."""
-    counts = [0] * clients
-    stop = threading.Event()
-    barrier = threading.Barrier(clients + 1)
+    """Requests per second of ``clients`` closed-loop clients, each one environment.
 
-    def run(i):
-        with PolicyClient("127.0.0.1", port, timeout=60) as client:
-            obs = payload(images=False)
-            client.act(obs, sessions=[f"c{i}"])
-            barrier.wait()
-            while not stop.is_set():
-                client.act(obs, sessions=[f"c{i}"])
-                counts[i] += 1
+    One process drives all of them (one DEALER connection and one session each, requests
+    encoded once), so the measurement is of the server, not of 16 Python clients fighting
+    over two cores.
+    """
+    context = zmq.Context()
+    sockets, requests = [], {}
+    for i in range(clients):
+        sock = context.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        sockets.append(sock)
+        requests[sock] = wire.encode({"v": wire.VERSION, "type": "act", "id": 1, "sessions": [f"c{i}"], "obs": payload(images=False)})
+    poller = zmq.Poller()
+    for sock in sockets:
+        poller.register(sock, zmq.POLLIN)
+        sock.send_multipart(requests[sock])
+    for sock in sockets:  # the first replies: check that they are actions, not errors
+        reply = wire.decode(sock.recv_multipart())
+        assert reply["type"] == "act", reply
+        sock.send_multipart(requests[sock])
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for sock, _ in poller.poll(1000):
+            sock.recv_multipart(copy=False)
+            count += 1
+            sock.send_multipart(requests[sock])
+    elapsed = time.perf_counter() - start
+    context.destroy(linger=0)
+    return count / elapsed
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    [t.start() for t in threads]
-    barrier.wait()
-    start = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    [t.join() for t in threads]
-    return sum(counts) / (time.perf_counter() - start)
 
-
-def batching(rounds, seconds, clients, hidden):
+def batching(rounds, seconds, clients, depth, hidden):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "mlp.pt")
-        save_mlp(path, hidden)
+        costs = save_mlp(path, depth, hidden)
         kwargs = {"path": path, "observations": {"state": [[64], "float32"]}, "num_threads": 1}
         servers = {"on": start_agenthive("torchrl-checkpoint", kwargs, "--max-batch", str(clients)), "off": start_agenthive("torchrl-checkpoint", kwargs, "--max-batch", "1")}
         results = {"on": [], "off": []}
-        for _ in range(rounds):
-            for mode, (_, port) in servers.items():
-                results[mode].append(throughput(port, clients, seconds))
-        for process, _ in servers.values():
-            process.terminate()
-    return {mode: float(np.median(r)) for mode, r in results.items()}
+        try:
+            for _, port in servers.values():
+                PolicyClient("127.0.0.1", port).close()  # waits until the policy is loaded
+            for _ in range(rounds):
+                for mode, (_, port) in servers.items():
+                    results[mode].append(throughput(port, clients, seconds))
+        finally:
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait()
+    return {mode: float(np.median(r)) for mode, r in results.items()}, costs
 
 
 def main():
@@ -208,7 +249,8 @@ def main():
     parser.add_argument("--batching-rounds", type=int, default=3, help="interleaved throughput rounds (batching on, off)")
     parser.add_argument("--batching-seconds", type=float, default=3.0, help="length of one throughput measurement")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the throughput test")
-    parser.add_argument("--hidden", type=int, default=1024, help="hidden width of the torch MLP served in the throughput test")
+    parser.add_argument("--depth", type=int, default=16, help="hidden layers of the torch MLP served in the throughput test")
+    parser.add_argument("--hidden", type=int, default=256, help="hidden width of that MLP")
     args = parser.parse_args()
 
     lat = latency(args.rounds, args.per_round)
@@ -220,8 +262,11 @@ def main():
         for who in ("zmq echo", "agenthive tcp", "agenthive same-host", "openpi websocket"):
             p50, p99 = lat[name, who]
             print(f"| {label} | {who} | {p50:.0f} | {p99:.0f} | {p50 / floor:.2f}x | {websocket / p50:.2f}x |")
-    rates = batching(args.batching_rounds, args.batching_seconds, args.clients, args.hidden)
-    print(f"\nthroughput, {args.clients} concurrent clients, torch MLP 64-{args.hidden}-{args.hidden}-8 (1 thread), median of {args.batching_rounds} rounds\n")
+    rates, (cost_1, cost_16) = batching(args.batching_rounds, args.batching_seconds, args.clients, args.depth, args.hidden)
+    print(
+        f"\nthroughput, {args.clients} concurrent clients, torch MLP 64-{args.hidden}x{args.depth}-8 on 1 thread "
+        f"(forward: {cost_1:.2f} ms for a batch of 1, {cost_16:.2f} ms for 16), median of {args.batching_rounds} rounds\n"
+    )
     print("| batching | requests/s |\n|---|---|")
     print(f"| on (max batch {args.clients}) | {rates['on']:.0f} |\n| off (max batch 1) | {rates['off']:.0f} |")
     print(f"\nbatching on / off: {rates['on'] / rates['off']:.2f}x")
