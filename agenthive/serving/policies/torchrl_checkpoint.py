@@ -32,8 +32,6 @@ class TorchRLCheckpointPolicy(Policy):
     def initialize(self):
         import torch
 
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
         self.module = torch.load(self.path, map_location=self.device, weights_only=False).eval()
         zeros = {key: np.zeros((1, *shape), dtype) for key, (shape, dtype) in self.observations.items()}
         action = self._forward(zeros)[0]
@@ -47,6 +45,9 @@ class TorchRLCheckpointPolicy(Policy):
         import torch
         from tensordict import TensorDict
 
+        # per calling thread: initialize() and act() run in different threads of the server
+        if self.num_threads is not None and torch.get_num_threads() != self.num_threads:
+            torch.set_num_threads(self.num_threads)
         td = TensorDict(batch_size=[len(next(iter(batch.values())))], device=self.device)
         for key, value in batch.items():
             td.set(tuple(key.split(".")), torch.from_numpy(value).to(self.device))
