@@ -257,7 +257,7 @@ class PolicyServer:
 
     def _reply(self, identity, message):
         try:
-            self._socket.send_multipart([identity, *wire.encode(message)], zmq.NOBLOCK, copy=False)
+            self._socket.send_multipart([identity, *wire.encode(message)], copy=False)  # a ROUTER drops rather than blocks
         except zmq.ZMQError as err:  # the client is gone or not reading: its loss, not the server's
             logger.debug("reply to a client dropped: %s", err)
 
