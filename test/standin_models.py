@@ -42,8 +42,6 @@ class OctoPolicyWithStandIn(OctoPolicy):
 
 class _BatchFeatureStandIn(dict):
     def to(self, device, dtype=None):
-        import torch
-
         return _BatchFeatureStandIn({k: v.to(device, dtype=dtype) if v.is_floating_point() else v.to(device) for k, v in self.items()})
 
 

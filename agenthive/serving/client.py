@@ -9,6 +9,7 @@ expect. ``RemotePolicyModule`` wraps it for TensorDicts.
 
 Example:
     >>> import threading
+    >>> import numpy as np
     >>> from agenthive.serving import PolicyServer
     >>> from agenthive.serving.policies.mlp import MLPPolicy
     >>> server = PolicyServer(MLPPolicy(obs_dim=4, action_dim=2, chunk_length=5), port=0)
@@ -24,7 +25,6 @@ Example:
 import time
 import uuid
 
-import numpy as np
 import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
