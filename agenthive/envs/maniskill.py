@@ -314,6 +314,7 @@ class ManiSkillEnv(EnvBase):
         )
         self.env_name = env_name
         self.obs_mode = obs_mode
+        self.sim_backend = sim_backend
         self.instruction = instruction if isinstance(instruction, str) else self._task_instruction(base)
         if instruction is True and self.instruction is None:
             self._env.close()
@@ -343,10 +344,7 @@ class ManiSkillEnv(EnvBase):
             raise ValueError(f"sim_backend must be one of {SIM_BACKENDS}, got {sim_backend!r}.")
         if sim_backend == "auto":
             sim_backend = "physx_cuda" if num_envs > 1 else "physx_cpu"
-        cpu_hint = (
-            "On a CPU machine batch single envs instead: "
-            "ParallelEnv(N, EnvCreator(lambda: ManiSkillEnv(name, ...)))."
-        )
+        cpu_hint = "On a CPU machine batch single envs instead: ParallelEnv(N, partial(ManiSkillEnv, name, ...))."
         if sim_backend == "physx_cpu" and num_envs > 1:
             raise ValueError(f"sim_backend='physx_cpu' simulates one env per process, got num_envs={num_envs}. {cpu_hint}")
         if sim_backend == "physx_cuda" and not torch.cuda.is_available():
@@ -501,9 +499,16 @@ class ManiSkillEnv(EnvBase):
         return seed_generator(self._seeds[-1])
 
     def render(self) -> torch.Tensor:
-        """The task's human-view camera: uint8 ``[H, W, 3]`` per sub-env (``render_mode="rgb_array"``)."""
+        """The task's human-view camera: uint8 ``[H, W, 3]``, ``[N, H, W, 3]`` when batched (``render_mode="rgb_array"``)."""
         frames = self._env.unwrapped.render()  # ManiSkill's constructor has reset: no need to wait for reset()
         return frames if self.batch_size else frames.squeeze(0)
+
+    def __repr__(self) -> str:
+        num_envs = f"num_envs={self._num_sim_envs}, " if self._batched else ""
+        return (
+            f"{type(self).__name__}(env={self.env_name}, {num_envs}obs_mode={self.obs_mode}, "
+            f"sim_backend={self.sim_backend}, device={self.device})"
+        )
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         if not self.is_closed:
