@@ -66,18 +66,19 @@ if [ -f /usr/share/vulkan/icd.d/lvp_icd.json ] && [ -n "$mesa_vulkan_version" ] 
   log "Vulkan: lavapipe from Mesa $mesa_vulkan_version already installed"
 else
   codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  sources=/etc/apt/sources.list.d/debian.sources
   # the URIs of the deb822 stanza whose Suites list the release itself (not -security)
-  mirror=$(awk -v s="$codename" 'BEGIN { RS = ""; FS = "\n" } {
+  [ -f "$sources" ] && mirror=$(awk -v s="$codename" 'BEGIN { RS = ""; FS = "\n" } {
       uris = ""; suites = ""
       for (i = 1; i <= NF; i++) {
         if ($i ~ /^URIs:/)   { sub(/^URIs:[ \t]*/, "", $i); uris = $i }
         if ($i ~ /^Suites:/) { sub(/^Suites:[ \t]*/, "", $i); suites = " " $i " " }
       }
       if (index(suites, " " s " ")) { print uris; exit }
-    }' /etc/apt/sources.list.d/debian.sources)
-  if [ -z "$mirror" ]; then
-    echo "[install] no 'URIs:' for suite $codename in /etc/apt/sources.list.d/debian.sources;" \
-      "add a $codename-backports source by hand and install mesa-vulkan-drivers (Mesa >= 25)" >&2
+    }' "$sources")
+  if [ -z "${mirror:-}" ]; then
+    echo "[install] found no 'URIs:' for suite $codename in $sources; install Mesa >= 25's" \
+      "mesa-vulkan-drivers (lavapipe) by hand, e.g. from $codename-backports, and re-run" >&2
     exit 1
   fi
   log "Vulkan: mesa-vulkan-drivers from $codename-backports ($mirror)"
