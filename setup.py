@@ -9,7 +9,7 @@ Extras let each environment install only what it needs:
 * ``robohive``: RoboHive's simulator stack. RoboHive itself is installed with
   ``pip install --no-deps robohive==0.7.0`` (its ``h5py==3.7.0`` pin does not build on
   Python 3.11); its real dependencies are listed here. ``scripts/install.sh`` does both.
-* ``maniskill``, ``vision``, ``dev``, ``all``.
+* ``maniskill``, ``vision``, ``openpi`` (websockets, for openpi interop), ``dev``, ``all``.
 """
 from setuptools import find_packages, setup
 
@@ -32,7 +32,8 @@ ROBOHIVE = TORCHRL + [
 ]
 MANISKILL = TORCHRL + ["mani_skill==3.0.1", "sapien==3.0.3", "numpy<2"]
 VISION = ["torchvision"]
-DEV = ["pytest", "hypothesis"]
+OPENPI = ["websockets>=11"]  # serve to / query openpi's websocket clients and servers
+DEV = ["pytest", "hypothesis", "openpi-client", *OPENPI]
 
 setup(
     name="agenthive",
@@ -50,6 +51,7 @@ setup(
         "robohive": ROBOHIVE,
         "maniskill": MANISKILL,
         "vision": VISION,
+        "openpi": OPENPI,
         "dev": DEV,
         "all": sorted(set(ROBOHIVE + MANISKILL + VISION + DEV)),
     },
