@@ -80,7 +80,7 @@ def draw_actions(env: ManiSkillEnv, steps: int) -> torch.Tensor:
 
 
 def bench(obs_mode: str, num_envs: int | None, steps: int, repeats: int, image_size: int) -> dict:
-    kwargs = {"sensor_configs": dict(width=image_size, height=image_size)} if obs_mode != "state" else {}
+    kwargs = {"sensor_configs": {"width": image_size, "height": image_size}} if obs_mode != "state" else {}
     env = ManiSkillEnv("PickCube-v1", num_envs=num_envs, obs_mode=obs_mode, **kwargs)
     actions = draw_actions(env, steps)  # ManiSkill takes them unbatched too when num_envs=1
     gpu_memory = None

@@ -12,7 +12,6 @@ from functools import partial
 
 import pytest
 import torch
-from tensordict import TensorDict
 from torchrl._utils import seed_generator
 from torchrl.envs import ParallelEnv
 from torchrl.envs.utils import check_env_specs
@@ -120,20 +119,20 @@ def test_set_seed_chain_matches_parallel_env():
 
 
 def test_rgb_pixels_uint8_and_not_constant():
-    env = ManiSkillEnv(PICK, obs_mode="rgb", sensor_configs=dict(width=64, height=64))
+    env = ManiSkillEnv(PICK, obs_mode="rgb", sensor_configs={"width": 64, "height": 64})
     check_env_specs(env)
     rollout = env.rollout(3)
     pixels = rollout["next", "pixels"]
     assert env.camera_names == ["base_camera"]
     assert pixels.dtype == torch.uint8 and pixels.shape == (3, 1, 64, 64, 3)
     assert pixels.float().std() > 10  # a rendered scene, not a blank frame
-    assert ("agent", "qpos") in rollout.keys(True) and "observation" not in rollout.keys()
+    assert ("agent", "qpos") in rollout.keys(True) and "observation" not in rollout
     assert rollout["camera_params", "intrinsic_cv"].shape == (3, 1, 3, 3)
     env.close()
 
 
 def test_rgbd_stacks_cameras_and_keeps_depth_apart():
-    env = ManiSkillEnv("StackCube-v1", obs_mode="rgb+depth+state", sensor_configs=dict(width=32, height=32))
+    env = ManiSkillEnv("StackCube-v1", obs_mode="rgb+depth+state", sensor_configs={"width": 32, "height": 32})
     check_env_specs(env)
     td = env.reset()
     assert env.camera_names == ["base_camera", "hand_camera"]
@@ -151,7 +150,7 @@ def test_state_dict_and_pointcloud_modes():
     td = env.reset()
     assert td["agent", "qpos"].shape == (9,) and td["extra", "goal_pos"].shape == (3,)
     env.close()
-    env = ManiSkillEnv(PICK, obs_mode="pointcloud", sensor_configs=dict(width=32, height=32))
+    env = ManiSkillEnv(PICK, obs_mode="pointcloud", sensor_configs={"width": 32, "height": 32})
     check_env_specs(env)
     td = env.reset()
     assert td["pointcloud", "xyzw"].shape == (32 * 32, 4) and td["pointcloud", "rgb"].dtype == torch.uint8
@@ -228,7 +227,7 @@ def test_render_rgb_array_feeds_video_recorder(tmp_path):
 def test_instruction_key_is_opt_in():
     env = ManiSkillEnv(PICK)
     assert env.instruction == "pick up the red cube and move it to the goal position"
-    assert "instruction" not in env.reset().keys()
+    assert "instruction" not in env.reset()
     env.close()
     env = ManiSkillEnv(PICK, instruction="grab the red block")
     check_env_specs(env)
@@ -291,7 +290,7 @@ def test_without_maniskill_the_package_imports_and_the_env_says_what_to_install(
             print("IMPORT ERROR:", error)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
     assert "IMPORT ERROR: ManiSkillEnv needs ManiSkill: pip install 'agenthive[maniskill]'" in result.stdout, result.stderr
 
 
