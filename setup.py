@@ -30,7 +30,13 @@ ROBOHIVE = TORCHRL + [
     "pink-noise-rl",
     "gitpython",
 ]
-MANISKILL = TORCHRL + ["mani_skill==3.0.1", "sapien==3.0.3", "numpy<2"]
+MANISKILL = TORCHRL + [
+    "mani_skill==3.0.1",
+    "sapien==3.0.3",
+    "gymnasium==0.29.1",  # mani_skill asks for >=0.29.1, but its time-limit wrapper is written for 0.29.1
+    "numpy<2",
+    "opencv-python<4.12",  # the last releases that install beside numpy<2 without a downgrade step
+]
 VISION = ["torchvision"]
 OPENPI = ["websockets>=11"]  # serve to / query openpi's websocket clients and servers
 DEV = ["pytest", "hypothesis", "openpi-client", *OPENPI]

@@ -3,9 +3,10 @@
 #
 #   AGENTHIVE_SIMHIVE_DIR=/path/to/simhive bash scripts/install.sh
 #
-# 1. system libraries for headless rendering (MuJoCo: EGL and OSMesa) from apt;
+# 1. system libraries for headless rendering from apt: EGL and OSMesa for MuJoCo, Mesa 25's
+#    lavapipe Vulkan driver (bookworm-backports) for ManiSkill's SAPIEN;
 # 2. a virtual environment at .venv (or $AGENTHIVE_VENV) with pinned torch, torchrl,
-#    RoboHive and agenthive itself (editable);
+#    RoboHive, ManiSkill and agenthive itself (editable);
 # 3. RoboHive's simulation assets, linked from $AGENTHIVE_SIMHIVE_DIR, or fetched with
 #    robohive_init when that variable is unset (needs GitHub).
 # Re-running it only fills in what is missing.
@@ -33,28 +34,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# --- 2. python environment -------------------------------------------------------------
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating $VENV with $($PYTHON --version)"
-  "$PYTHON" -m venv "$VENV"
-fi
-PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
-log "pip: torch, torchrl, RoboHive's dependencies, agenthive"
-# torch 2.14.1 + torchvision 0.29.1 are the pair that import together on these machines.
-"${PIP[@]}" "torch==2.14.1" "torchvision==0.29.1"
-"${PIP[@]}" -e ".[robohive,vision,dev]"
-# RoboHive's own metadata pins h5py==3.7.0, which does not build on Python 3.11: install
-# it without dependencies (the robohive extra above names the real ones).
-"${PIP[@]}" --no-deps "robohive==0.7.0"
-
-# --- 3. RoboHive assets ----------------------------------------------------------------
-log "RoboHive assets"
-"$VENV/bin/python" -m agenthive setup-robohive
-
-log "done: $("$VENV/bin/python" -c 'import agenthive, torch, torchrl; print(f"agenthive {agenthive.__version__}, torch {torch.__version__}, torchrl {torchrl.__version__}")')"
-
-# === ManiSkill (issue 3): Vulkan for SAPIEN + mani_skill ================================
-# SAPIEN needs Vulkan even for state observations. Without a GPU, Mesa's lavapipe (a CPU
+# ManiSkill's SAPIEN needs Vulkan even for state observations. Without a GPU, Mesa's lavapipe (a CPU
 # Vulkan driver) serves, but only Mesa >= 25: Debian 12's Mesa 22 lavapipe is refused
 # ("Failed to find a supported physical device"). Mesa 25 comes from the
 # <codename>-backports suite of the mirror this machine's apt sources already name (no
@@ -89,7 +69,22 @@ else
     -t "$codename-backports" mesa-vulkan-drivers >/dev/null
 fi
 
-log "pip: ManiSkill"
-"${PIP[@]}" -e ".[maniskill]"
-"$VENV/bin/python" -c 'import mani_skill, sapien; print(f"[install] mani_skill {mani_skill.__version__}, sapien {sapien.__version__}")'
-# === end ManiSkill ======================================================================
+# --- 2. python environment -------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+log "pip: torch, torchrl, RoboHive's and ManiSkill's dependencies, agenthive"
+# torch 2.14.1 + torchvision 0.29.1 are the pair that import together on these machines.
+"${PIP[@]}" "torch==2.14.1" "torchvision==0.29.1"
+"${PIP[@]}" -e ".[robohive,maniskill,vision,dev]"
+# RoboHive's own metadata pins h5py==3.7.0, which does not build on Python 3.11: install
+# it without dependencies (the robohive extra above names the real ones).
+"${PIP[@]}" --no-deps "robohive==0.7.0"
+
+# --- 3. RoboHive assets ----------------------------------------------------------------
+log "RoboHive assets"
+"$VENV/bin/python" -m agenthive setup-robohive
+
+log "done: $("$VENV/bin/python" -c 'import agenthive, torch, torchrl, mani_skill; print(f"agenthive {agenthive.__version__}, torch {torch.__version__}, torchrl {torchrl.__version__}, mani_skill {mani_skill.__version__}")')"
