@@ -25,23 +25,18 @@ Example:
 import time
 import uuid
 
-import zmq
-import zmq.auth
-from zmq.utils.monitor import recv_monitor_message
-
-from agenthive.serving import shared_memory, wire
+from agenthive.serving import shared_memory
 from agenthive.serving.policy import PolicyMetadata
+from agenthive.serving.router import RouterClient, ServerError, ServerTimeoutError
 
 
-class PolicyServerError(RuntimeError):
-    """The server refused a request; ``code`` is one of the ``wire.ERROR_*`` constants."""
+class PolicyServerError(ServerError):
+    """The policy server refused a request; ``code`` is one of the ``wire.ERROR_*`` constants."""
 
-    def __init__(self, code, message, endpoint):
-        super().__init__(f"policy server {endpoint} answered {code}: {message}")
-        self.code = code
+    role = "policy server"
 
 
-class PolicyTimeoutError(TimeoutError):
+class PolicyTimeoutError(ServerTimeoutError):
     """The server did not answer in time."""
 
 
@@ -49,13 +44,7 @@ class MetadataMismatchError(RuntimeError):
     """The server's policy is not the one this client was set up for."""
 
 
-_HANDSHAKE_FAILURES = {
-    getattr(zmq, name): name
-    for name in ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL")
-}
-
-
-class PolicyClient:
+class PolicyClient(RouterClient):
     """Connects to a ``PolicyServer`` and waits until its policy is ready.
 
     Args:
@@ -72,24 +61,19 @@ class PolicyClient:
     Raises:
         PolicyTimeoutError: no handshake within ``timeout`` (or not ready within
             ``ready_timeout``).
-        RuntimeError: the policy failed to initialize on the server.
+        RuntimeError: the policy failed to initialize on the server, or the server serves
+            an environment.
     """
 
+    role = "policy server"
+    error_type = PolicyServerError
+    timeout_error = PolicyTimeoutError
+
     def __init__(self, host, port, *, timeout=10.0, ready_timeout=600.0, curve_server_key=None, curve_client_key=None, shared_memory=True):
-        self.host = host
-        self.port = int(port)
-        self.timeout = timeout
-        self.curve_server_key = curve_server_key
-        self.curve_client_key = curve_client_key
+        super().__init__(host, port, timeout=timeout, curve_server_key=curve_server_key, curve_client_key=curve_client_key)
         self.use_shared_memory = shared_memory
-        host = f"[{host}]" if ":" in host else host
-        self.endpoint = f"tcp://{host}:{self.port}"
         self.metadata = None
         self.server = None
-        self._context = zmq.Context()
-        self._socket = None
-        self._monitor = None
-        self._request_id = 0
         self._writer = None
         self._shm = False
         try:
@@ -100,31 +84,6 @@ class PolicyClient:
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _open(self):
-        sock = self._context.socket(zmq.DEALER)
-        sock.linger = 0
-        if self.curve_server_key is not None:
-            server_public, _ = zmq.auth.load_certificate(self.curve_server_key)
-            if self.curve_client_key is not None:
-                public, secret = zmq.auth.load_certificate(self.curve_client_key)
-                if secret is None:
-                    raise ValueError(f"{self.curve_client_key} holds no secret key: expected this client's key pair file (*.key_secret)")
-            else:
-                public, secret = zmq.curve_keypair()
-            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_public, public, secret
-            self._monitor = sock.get_monitor_socket(sum(_HANDSHAKE_FAILURES))
-        sock.connect(self.endpoint)
-        self._socket = sock
-
-    def _close_socket(self):
-        if self._monitor is not None:
-            self._socket.disable_monitor()
-            self._monitor.close(linger=0)
-            self._monitor = None
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
-
     def _hello(self):
         if self._socket is None:
             self._open()
@@ -132,6 +91,7 @@ class PolicyClient:
             self._writer = shared_memory.SharedMemoryWriter()
         probe = [self._writer.name, self._writer.token] if self._writer is not None else None
         reply = self._request({"type": "hello", "shm_probe": probe}, "hello")
+        self._check_serves(reply, "policy", "connect to it with agenthive.envs.RemoteEnv")
         if reply.get("error"):
             raise RuntimeError(f"the policy on {self.endpoint} failed to initialize: {reply['error']}")
         if reply["ready"]:
@@ -153,54 +113,10 @@ class PolicyClient:
                 raise PolicyTimeoutError(f"the policy on {self.endpoint} was not ready after {time.monotonic() - start:.1f} s (ready_timeout={ready_timeout})")
             time.sleep(0.2)
 
+    def _reconnect(self):
+        self._connect_until_ready(self.timeout)
+
     # -- requests -----------------------------------------------------------------------------
-
-    def _request(self, message, kind, shared=False):
-        if self._socket is None:  # the previous request timed out: reconnect and re-check the server
-            self._open()
-            if kind != "hello":
-                self._connect_until_ready(self.timeout)
-        self._request_id += 1
-        message["v"], message["id"] = wire.VERSION, self._request_id
-        start = time.monotonic()
-        self._socket.send_multipart(wire.encode(message, self._writer if shared and self._shm else None), copy=False)
-        while True:
-            remaining_ms = int((self.timeout - (time.monotonic() - start)) * 1000)
-            try:
-                if remaining_ms <= 0:
-                    raise zmq.Again()
-                self._socket.setsockopt(zmq.RCVTIMEO, remaining_ms)
-                frames = self._socket.recv_multipart(copy=False)
-            except zmq.Again:
-                elapsed = time.monotonic() - start
-                reason = self._handshake_failure()
-                self._close_socket()
-                if self._writer is not None:  # the server may still read the arrays of this request
-                    self._writer.renew()
-                raise PolicyTimeoutError(
-                    f"policy server {self.host}:{self.port} did not answer {kind!r} within {self.timeout} s "
-                    f"(waited {elapsed:.2f} s){reason}"
-                ) from None
-            reply = wire.decode(frames)
-            if reply.get("id") != self._request_id:
-                continue  # the late answer to a request that timed out
-            if reply["type"] == "error":
-                raise PolicyServerError(reply.get("code"), reply.get("message"), self.endpoint)
-            return reply
-
-    def _handshake_failure(self):
-        if self._monitor is None:
-            return ""
-        failures = []
-        while self._monitor.poll(0):
-            event = recv_monitor_message(self._monitor)
-            failures.append(_HANDSHAKE_FAILURES.get(event["event"], str(event["event"])))
-        if not failures:
-            return "; no CURVE handshake failure was reported, so the server is down or busy"
-        return (
-            f"; the CURVE handshake failed ({failures[-1]}): the server's public key "
-            f"({self.curve_server_key}) is not the server's, or the server does not admit this client's key"
-        )
 
     def health(self):
         """The server's health: ``ready``, ``error``, ``sessions``, ``uptime_s``."""
@@ -223,7 +139,7 @@ class PolicyClient:
         if sessions is None:
             sessions = [uuid.uuid4().hex for _ in range(batch)]
         message = {"type": "act", "sessions": list(sessions), "reset": list(reset) if reset is not None else None, "instruction": instruction, "obs": obs}
-        reply = self._request(message, "act", shared=True)
+        reply = self._request(message, "act", shared_memory=self._writer if self._shm else None)
         if reply["server"] != self.server:  # a new server process answered: check that it serves the same policy
             self._hello()
         del reply["v"], reply["type"], reply["id"], reply["server"]
@@ -231,12 +147,10 @@ class PolicyClient:
 
     def close(self):
         """Close the connection and unlink the shared-memory segment; safe to call twice."""
-        self._close_socket()
+        super().close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if not self._context.closed:
-            self._context.term()
 
     def __enter__(self):
         return self

@@ -32,13 +32,12 @@ import math
 import threading
 import time
 import traceback
-import uuid
 
 import numpy as np
 import zmq
-import zmq.auth
 
 from agenthive.serving import shared_memory, wire
+from agenthive.serving.router import RouterServer
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +68,8 @@ class _Request:
         self.error = None
 
 
-class PolicyServer:
-    """Serves a ``Policy`` on ``tcp://host:port``.
+class PolicyServer(RouterServer):
+    """Serves a ``Policy`` on ``tcp://host:port`` (the socket and its options: ``RouterServer``).
 
     Args:
         policy: the ``agenthive.serving.Policy`` to serve; its ``initialize()`` runs in a
@@ -90,6 +89,8 @@ class PolicyServer:
         max_sessions: most episodes kept; beyond it the least recently used is forgotten.
     """
 
+    serves = "policy"
+
     def __init__(
         self,
         policy,
@@ -106,93 +107,44 @@ class PolicyServer:
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch}: expected at least 1")
+        super().__init__(
+            host=host,
+            port=port,
+            max_message_bytes=max_message_bytes,
+            curve_secret_key=curve_secret_key,
+            curve_authorized_keys=curve_authorized_keys,
+        )
         self.policy = policy
-        self.host = host
-        self.port = port
         self.max_batch = max_batch
         self.max_wait_ms = max_wait_ms
-        self.max_message_bytes = max_message_bytes
-        self.curve_secret_key = curve_secret_key
-        self.curve_authorized_keys = curve_authorized_keys
         self.session_ttl_s = session_ttl_s
         self.max_sessions = max_sessions
-        self.instance = uuid.uuid4().hex
-        self._context = None
-        self._socket = None
-        self._authenticator = None
         self._sessions = collections.OrderedDict()  # session id -> _Session, least recently used first
         self._shared_memory = shared_memory.SharedMemoryReader() if shared_memory.available() else None
         self._ready = threading.Event()
         self._init_error = None
-        self._stopping = threading.Event()
-        self._started = time.monotonic()
         self._metadata_wire = None
         self._metadata = None
         self._expected = None  # observation name -> (shape, numpy dtype), once ready
-
-    @property
-    def endpoint(self):
-        return f"tcp://{self.host}:{self.port}"
-
-    def bind(self):
-        """Bind the socket (done by ``serve_forever`` if not yet); returns the endpoint."""
-        self._context = zmq.Context()
-        sock = self._context.socket(zmq.ROUTER)
-        sock.linger = 0
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        sock.sndhwm = sock.rcvhwm = 10_000
-        if self.curve_secret_key is not None:
-            public, secret = zmq.auth.load_certificate(self.curve_secret_key)
-            if secret is None:
-                raise ValueError(f"{self.curve_secret_key} holds no secret key: expected the server's key pair file (*.key_secret)")
-            if self.curve_authorized_keys is not None:
-                from zmq.auth.thread import ThreadAuthenticator
-
-                self._authenticator = ThreadAuthenticator(self._context)
-                self._authenticator.start()
-                self._authenticator.configure_curve(domain="*", location=str(self.curve_authorized_keys))
-            sock.curve_publickey, sock.curve_secretkey, sock.curve_server = public, secret, True
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port == 0:
-            sock.bind(f"tcp://{host}:*")
-            self.port = int(sock.get(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
-        else:
-            sock.bind(f"tcp://{host}:{self.port}")
-        self._socket = sock
-        return self.endpoint
-
-    def stop(self):
-        """Ask ``serve_forever`` to return (from any thread); it does within 0.1 s."""
-        self._stopping.set()
 
     def serve_forever(self):
         """Initialize the policy in the background and answer requests until ``stop()``."""
         if self._socket is None:
             self.bind()
         threading.Thread(target=self._initialize, name="policy-initialize", daemon=True).start()
-        last_sweep = time.monotonic()
-        try:
-            self._socket.rcvtimeo = 100  # wake up to notice stop() and to sweep sessions
-            while not self._stopping.is_set():
-                try:
-                    frames = self._socket.recv_multipart(copy=False)
-                except zmq.Again:
-                    frames = None
-                if frames is not None:
-                    requests = self._gather(frames)
-                    if requests:
-                        self._run(requests)
-                now = time.monotonic()
-                if now - last_sweep > 1.0:
-                    self._forget_idle_sessions(now)
-                    last_sweep = now
-        finally:
-            if self._authenticator is not None:
-                self._authenticator.stop()
-            self._socket.close(linger=0)
-            self._context.term()
-            if self._shared_memory is not None:
-                self._shared_memory.close()
+        super().serve_forever()
+
+    def _serve(self, frames):
+        requests = self._gather(frames)
+        if requests:
+            self._run(requests)
+
+    def _sweep(self, now):
+        self._forget_idle_sessions(now)
+
+    def _closed(self):
+        if self._shared_memory is not None:
+            self._shared_memory.close()
 
     # -- initialization ---------------------------------------------------------------------
 
@@ -255,27 +207,11 @@ class PolicyServer:
             items += len(request.sessions)
         return items
 
-    def _reply(self, identity, message):
-        try:
-            self._socket.send_multipart([identity, *wire.encode(message)], copy=False)  # a ROUTER drops rather than blocks
-        except zmq.ZMQError as err:  # the client is gone or not reading: its loss, not the server's
-            logger.debug("reply to a client dropped: %s", err)
-
     def _handle(self, frames):
-        identity, payload = frames[0], frames[1:]
-        size = sum(len(frame) for frame in payload)
-        if size > self.max_message_bytes:
-            self._reply(identity, wire.error(wire.ERROR_TOO_LARGE, f"request of {size} bytes: this server accepts at most {self.max_message_bytes}"))
+        received = self._receive(frames)
+        if received is None:
             return None
-        local = self._shared_memory is not None and _is_loopback(frames[0])
-        try:
-            message = wire.decode(payload, shared_memory=self._shared_memory if local else None)
-        except wire.VersionError as err:
-            self._reply(identity, wire.error(wire.ERROR_VERSION, f"{err} (server runs agenthive wire protocol {wire.VERSION})"))
-            return None
-        except wire.WireError as err:
-            self._reply(identity, wire.error(wire.ERROR_BAD_MESSAGE, str(err)))
-            return None
+        identity, message, local = received
         request_id = message.get("id")
         kind = message["type"]
         if kind == "act":
@@ -300,6 +236,7 @@ class PolicyServer:
             "v": wire.VERSION,
             "type": "hello",
             "id": request_id,
+            "serves": self.serves,
             "server": self.instance,
             "ready": self._ready.is_set(),
             "error": self._init_error,
@@ -424,7 +361,3 @@ def _check_observations(obs, expected, batch):
             return f"observation {key!r} has shape {value.shape} and dtype {value.dtype}: expected ({batch}, *{shape}) {dtype} for a batch of {batch}"
     return None
 
-
-def _is_loopback(frame):
-    address = frame.get("Peer-Address")
-    return address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1")
