@@ -1,70 +1,181 @@
-"""Collect experience from RoboHive environments in parallel, then film one episode.
+"""Collect experience from RoboHive environments in parallel, optionally to a replay buffer on disk; film one episode.
 
     sim_backend=MUJOCO .venv/bin/python scripts/collect.py
-    .venv/bin/python scripts/collect.py --env FK1_MicroOpenRandom-v4 --num-workers 4 --total-frames 20000
+    .venv/bin/python scripts/collect.py --env FK1_MicroOpenRandom-v4 --envs-per-worker 4 --total-frames 20000
+    .venv/bin/python scripts/collect.py --devices cuda:0,cuda:1 --pixels frames --buffer-dir data/reach   # one worker per GPU
+    .venv/bin/python scripts/collect.py --pixels r3m --encoder-weights ~/weights --policy runs/x/checkpoints/step_000100000/policy.pt
 
-Runs ``--num-workers`` RoboHive simulators in a torchrl ``ParallelEnv`` under a torchrl
-``Collector`` with a random policy, shows progress and frames/s, then rolls out one
-episode of the visual env ``--video-env`` and saves it as an MP4 and a PNG strip under
-``--out-dir``.
+One collector worker per entry of ``--devices``, each stepping
+``TransformedEnv(ParallelEnv(--envs-per-worker, EnvCreator(RoboHiveEnv)), pixel pipeline)`` on
+its device (with one device, the collection runs in this process; with several, torchrl's
+``MultiAsyncCollector`` runs a process per device). Pixel pipelines, after the batching:
+
+* ``frames``: ToTensorImage -> Resize -> GrayScale -> CatFrames -> ObservationNorm, whose
+  mean and standard deviation come from ``init_stats`` on ``--norm-init-frames`` random frames;
+* ``r3m`` / ``vip``: the R3M or VIP embedding (:mod:`agenthive.vision`, weights from disk).
+
+The policy is random, or a ``torch.save``d TensorDict module (``--policy``, e.g. a
+``scripts/train.py`` checkpoint's ``policy.pt``). ``--buffer-dir`` writes every frame to a
+torchrl replay buffer memory-mapped on disk (``LazyMemmapStorage``), which reloads with::
+
+    rb = TensorDictReplayBuffer(storage=LazyMemmapStorage(<size>)); rb.loads("<buffer-dir>")
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import agenthive.envs  # noqa: F401  (picks MUJOCO_GL before torchrl imports mujoco)
+import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 import imageio.v2 as imageio
 import numpy as np
 import torch
-from torchrl.collectors import Collector
-from torchrl.envs import EnvCreator, ParallelEnv
+from torchrl.collectors import Collector, MultiAsyncCollector
+from torchrl.data import LazyMemmapStorage, TensorDictReplayBuffer
+from torchrl.envs import (
+    CatFrames,
+    EnvCreator,
+    GrayScale,
+    ObservationNorm,
+    ParallelEnv,
+    Resize,
+    ToTensorImage,
+    TransformedEnv,
+)
 from tqdm import tqdm
 
 from agenthive.envs import RoboHiveEnv
+from agenthive.vision import EMBEDDINGS
+
+
+def arg(default, help):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class Args:
-    env: str = "FrankaReachRandom-v0"  # RoboHive id to collect from
-    num_workers: int = 2  # simulator processes in the ParallelEnv
-    total_frames: int = 4000  # frames to collect
-    frames_per_batch: int = 200  # frames per collector batch
-    seed: int = 0  # seed of the first worker (the others get the next seeds)
-    video_env: str = "FrankaReachRandom_v2d-v0"  # visual RoboHive id to film ("" to skip)
-    video_camera: str = "top_cam"  # camera of --video-env to film
-    video_steps: int = 50  # length of the filmed episode
-    out_dir: str = "outputs/collect"  # where the video and image strip go
+    env: str = arg("FrankaReachRandom-v0", "RoboHive id to collect from")
+    devices: str = arg("cpu", "comma-separated devices, one collector worker each (e.g. cuda:0,cuda:1 or cpu,cpu)")
+    envs_per_worker: int = arg(2, "simulator processes in each worker's ParallelEnv")
+    total_frames: int = arg(4000, "frames to collect")
+    frames_per_batch: int = arg(200, "frames per collector batch")
+    seed: int = arg(0, "seed of the first env (the others get the next seeds)")
+    pixels: str = arg("none", "pixel pipeline: none (state only), frames, r3m or vip")
+    cameras: str = arg("top_cam", "comma-separated cameras to render (with --pixels)")
+    image_size: int = arg(128, "rendered image height and width")
+    resize: int = arg(84, "frames: images resized to this height and width")
+    stack: int = arg(4, "frames: consecutive grayscale frames stacked by CatFrames")
+    norm_init_frames: int = arg(200, "frames: random frames from which ObservationNorm.init_stats takes mean and std")
+    encoder_model: str = arg("resnet50", "r3m: resnet18, resnet34 or resnet50; vip: resnet50")
+    encoder_weights: str = arg("", "R3M/VIP checkpoint file or directory (default: $AGENTHIVE_WEIGHTS_DIR, torch hub cache)")
+    encoder_pretrained: bool = arg(True, "--no-encoder-pretrained: a randomly initialised R3M/VIP encoder")
+    policy: str = arg("", "torch.save'd TensorDict policy module (default: uniformly random actions)")
+    buffer_dir: str = arg("", "write the collected frames to a replay buffer on disk here")
+    video_env: str = arg("FrankaReachRandom_v2d-v0", "visual RoboHive id to film after collecting (\"\" to skip)")
+    video_camera: str = arg("top_cam", "camera of --video-env to film")
+    video_steps: int = arg(50, "length of the filmed episode")
+    out_dir: str = arg("outputs/collect", "where the video and image strip go")
 
 
-def parse_args() -> Args:
+def parse_args(argv=None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for field in dataclasses.fields(Args):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
-    return Args(**vars(parser.parse_args()))
+    for f in dataclasses.fields(Args):
+        name, help_ = f"--{f.name.replace('_', '-')}", f"{f.metadata['help']} (default: {f.default!r})"
+        if isinstance(f.default, bool):
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+        else:
+            parser.add_argument(name, type=type(f.default), default=f.default, help=help_)
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.pixels not in ("none", "frames", "r3m", "vip"):
+        parser.error(f"--pixels {args.pixels!r}: expected none, frames, r3m or vip")
+    return args
+
+
+def make_worker_env(args: Args, device: str, norm_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> TransformedEnv:
+    """One worker's envs: a ParallelEnv of RoboHive simulators, then the pixel pipeline on the whole batch."""
+    render = {}
+    if args.pixels != "none":
+        render = dict(from_pixels=True, cameras=args.cameras.split(","), image_size=(args.image_size,) * 2, shadows=False)
+    create = functools.partial(RoboHiveEnv, args.env, device=device, **render)
+    env = TransformedEnv(ParallelEnv(args.envs_per_worker, EnvCreator(create), device=device))
+    if args.pixels == "frames":
+        env.append_transform(ToTensorImage(in_keys=["pixels"]))  # uint8 [.., H, W, 3] -> float [.., 3, H, W] in [0, 1]
+        env.append_transform(Resize(args.resize, args.resize, in_keys=["pixels"]))
+        env.append_transform(GrayScale(in_keys=["pixels"]))
+        env.append_transform(CatFrames(N=args.stack, dim=-3, in_keys=["pixels"]))
+        loc, scale = norm_stats if norm_stats is not None else (None, None)
+        env.append_transform(ObservationNorm(loc=loc, scale=scale, in_keys=["pixels"], standard_normal=True))
+    elif args.pixels in EMBEDDINGS:
+        env.append_transform(EMBEDDINGS[args.pixels](
+            args.encoder_model, in_keys=["pixels"], out_keys=[f"{args.pixels}_vec"], size=args.image_size,
+            weights=args.encoder_weights or None, pretrained=args.encoder_pretrained,
+        ))
+    return env
+
+
+def frame_norm_stats(args: Args, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of the stacked frames over random rollouts (ObservationNorm.init_stats)."""
+    env = make_worker_env(args, device)
+    env.set_seed(args.seed)
+    # [envs, time, cams, stack, H, W] reduced to one mean and one std
+    env.transform[-1].init_stats(num_iter=args.norm_init_frames, reduce_dim=(0, 1, 2, 3, 4, 5), cat_dim=1)
+    loc, scale = env.transform[-1].loc.clone(), env.transform[-1].scale.clone()
+    env.close()
+    return loc, scale
 
 
 def collect(args: Args) -> float:
-    env = ParallelEnv(args.num_workers, EnvCreator(lambda: RoboHiveEnv(args.env)))
-    env.set_seed(args.seed)
-    collector = Collector(env, None, frames_per_batch=args.frames_per_batch, total_frames=args.total_frames)
+    devices = args.devices.split(",")
+    norm_stats = frame_norm_stats(args, devices[0]) if args.pixels == "frames" else None
+    if norm_stats is not None:
+        print(f"ObservationNorm from {args.norm_init_frames} random frames: mean {norm_stats[0].item():.3f}, std {norm_stats[1].item():.3f}")
+    policy = None
+    if args.policy:
+        policy = torch.load(args.policy, map_location="cpu", weights_only=False)  # unpickles code: trusted files only
+    common = dict(frames_per_batch=args.frames_per_batch, total_frames=args.total_frames, storing_device="cpu")
+    if len(devices) == 1:
+        env = make_worker_env(args, devices[0], norm_stats)
+        if policy is not None:
+            missing = [k for k in policy.in_keys if k not in env.observation_spec.keys(True)]
+            if missing:
+                raise SystemExit(f"--policy {args.policy} reads {missing}, which --pixels {args.pixels} does not produce "
+                                 f"(the env has {list(env.observation_spec.keys(True))}).")
+        collector = Collector(env, policy, env_device=devices[0], policy_device=devices[0], **common)
+    else:
+        workers = [functools.partial(make_worker_env, args, d, norm_stats) for d in devices]
+        collector = MultiAsyncCollector(workers, policy, env_device=devices, policy_device=devices, **common)
+    collector.set_seed(args.seed)
+
+    buffer = None
+    if args.buffer_dir:
+        size = -(-args.total_frames // args.frames_per_batch) * args.frames_per_batch  # whole batches
+        storage = LazyMemmapStorage(size, scratch_dir=Path(args.buffer_dir) / "storage")
+        buffer = TensorDictReplayBuffer(storage=storage)
+
     frames, episodes, successes = 0, 0, 0
     start = time.perf_counter()
-    with tqdm(total=args.total_frames, desc=f"collecting {args.env} x{args.num_workers}", unit="frame") as bar:
+    desc = f"collecting {args.env} on {args.devices} x{args.envs_per_worker} ({args.pixels})"
+    with tqdm(total=args.total_frames, desc=desc, unit="frame") as bar:
         for batch in collector:
             frames += batch.numel()
             done = batch["next", "done"]
             episodes += int(done.sum())
             successes += int((batch["next", "success"] & done).sum())
+            if buffer is not None:
+                buffer.extend(batch.reshape(-1))
             bar.update(batch.numel())
             bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.0f}", episodes=episodes)
     fps = frames / (time.perf_counter() - start)
     collector.shutdown()
-    print(f"{frames} frames from {args.num_workers} workers in {frames / fps:.1f}s: {fps:.0f} frames/s; "
-          f"{episodes} episodes ended, {successes} solved at their last step")
+    print(f"{frames} frames from {len(devices)} worker(s) x {args.envs_per_worker} envs in {frames / fps:.1f}s: "
+          f"{fps:.0f} frames/s; {episodes} episodes ended, {successes} solved at their last step")
+    if buffer is not None:
+        buffer.dumps(args.buffer_dir)
+        print(f"replay buffer of {len(buffer)} frames in {args.buffer_dir}; reload it with "
+              f"TensorDictReplayBuffer(storage=LazyMemmapStorage({storage.max_size})).loads({args.buffer_dir!r})")
     return fps
 
 
@@ -84,8 +195,8 @@ def film(args: Args) -> None:
     print(f"saved {video} and {strip}")
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     collect(args)
     if args.video_env:
         film(args)

@@ -1,0 +1,174 @@
+"""A JSON-able description of an environment and its observation pipeline, and the env it builds.
+
+``scripts/train.py`` saves an :class:`EnvConfig` with every checkpoint; ``python -m
+agenthive eval`` rebuilds the very same environment from it (overriding, say, the task id),
+so a policy always meets the observations it was trained on.
+
+Observation pipelines (``observation=``):
+
+* ``"state"``: the simulator's state vector, under ``"observation"``;
+* ``"r3m"`` / ``"vip"``: camera images embedded by R3M or VIP (:mod:`agenthive.vision`,
+  after the batching: one ResNet call per step for all envs and cameras), flattened and
+  concatenated with the proprioceptive ``"observation"`` under ``"embedding"``.
+
+Every env also counts steps (``"step_count"``), sums rewards (``"episode_reward"``) and marks
+first steps (``"is_init"``, which :class:`~agenthive.modules.RemotePolicyModule` reads).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+
+import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import torch
+from torchrl.envs import (
+    CatTensors,
+    Compose,
+    EnvBase,
+    EnvCreator,
+    FlattenObservation,
+    InitTracker,
+    ParallelEnv,
+    RenameTransform,
+    RewardSum,
+    StepCounter,
+    TransformedEnv,
+)
+
+BACKENDS = ("robohive", "maniskill")
+OBSERVATIONS = ("state", "r3m", "vip")
+VIDEO_KEY = "video_frames"  # uint8 [n_cams, H, W, 3] camera images kept for videos
+
+
+@dataclass
+class EnvConfig:
+    """What :func:`make_env` builds; every field is JSON-able."""
+
+    env: str = "FrankaReachRandom-v0"  # task id
+    backend: str = "robohive"  # "robohive" or "maniskill"
+    observation: str = "state"  # "state", "r3m" or "vip"
+    encoder_model: str = "resnet50"  # ResNet of R3M ("resnet18/34/50") or VIP ("resnet50")
+    encoder_weights: str | None = None  # R3M/VIP checkpoint file or directory (see agenthive.vision)
+    encoder_pretrained: bool = True  # False: a randomly initialised encoder
+    cameras: list[str] = field(default_factory=list)  # cameras for r3m/vip (RoboHive: default, the id's own)
+    image_size: int = 224  # rendered image height and width for r3m/vip
+    frame_skip: int = 1  # repeat each action this many simulator steps
+    env_kwargs: dict = field(default_factory=dict)  # more keyword arguments for RoboHiveEnv / ManiSkillEnv
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}: expected one of {BACKENDS}.")
+        if self.observation not in OBSERVATIONS:
+            raise ValueError(f"observation={self.observation!r}: expected one of {OBSERVATIONS}.")
+        if self.backend == "maniskill" and self.observation != "state":
+            raise ValueError("ManiSkill envs are built with observation='state' here; images need obs_mode='rgb' "
+                             "and a GPU to train at a useful speed.")
+
+    @property
+    def policy_key(self) -> str:
+        """The entry a policy reads: ``"observation"`` (state) or ``"embedding"`` (R3M/VIP)."""
+        return "observation" if self.observation == "state" else "embedding"
+
+    @property
+    def success_steps(self) -> int:
+        """An episode succeeded when ``"success"`` held on more than this many of its steps.
+
+        RoboHive's ``evaluate_success`` counts an episode solved on more than 5 steps;
+        ManiSkill reports success once reached (its tasks end there).
+        """
+        return 5 if self.backend == "robohive" else 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EnvConfig:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown env config field(s) {unknown}; expected {[f.name for f in dataclasses.fields(cls)]}.")
+        return cls(**values)
+
+
+def _robohive(config: EnvConfig, device, video_camera, video_size):
+    from agenthive.envs import RoboHiveEnv
+
+    kwargs = dict(config.env_kwargs, frame_skip=config.frame_skip, device=device)
+    if config.observation != "state":
+        size = (config.image_size, config.image_size)
+        kwargs.update(from_pixels=True, cameras=config.cameras or None, image_size=size, shadows=False)
+    elif video_camera:
+        kwargs.update(from_pixels=True, cameras=[video_camera], image_size=(video_size, video_size))
+    return RoboHiveEnv(config.env, **kwargs)
+
+
+def _maniskill(config: EnvConfig, device, num_envs, video):
+    from agenthive.envs import ManiSkillEnv
+
+    kwargs = dict(config.env_kwargs, device=device, render_mode="rgb_array" if video else None)
+    if config.frame_skip != 1:
+        raise ValueError("frame_skip is a RoboHive option; ManiSkill's control frequency is set with sim_config.")
+    return ManiSkillEnv(config.env, num_envs=num_envs, **kwargs)
+
+
+def make_env(
+    config: EnvConfig,
+    *,
+    num_envs: int = 1,
+    device: str | torch.device = "cpu",
+    video_camera: str | None = None,
+    video_size: int = 128,
+) -> EnvBase:
+    """Builds ``config``'s environment: ``num_envs`` copies batched, with the observation pipeline.
+
+    Args:
+        config: the environment and observation pipeline.
+
+    Keyword Args:
+        num_envs: ``1`` gives one env (batch size ``[]``); more run in a ``ParallelEnv`` (one
+            process each), or, for ManiSkill on a CUDA device, in one GPU simulator.
+        device: where the env's data lives (and RoboHive renders).
+        video_camera: also keep camera images under ``"video_frames"`` (uint8
+            ``[n_cams, H, W, 3]``). For state pipelines this RoboHive camera is rendered at
+            ``video_size``; R3M/VIP pipelines keep their own cameras' images; ManiSkill
+            renders its human-view camera (pass any non-empty name).
+        video_size: image height and width for ``video_camera`` (state pipelines).
+
+    Examples:
+        >>> env = make_env(EnvConfig("FrankaReachRandom-v0"), num_envs=1)
+        >>> td = env.rollout(3)
+        >>> td["next", "observation"].shape, td["next", "episode_reward"].shape, td["next", "step_count"][-1].item()
+        (torch.Size([3, 21]), torch.Size([3, 1]), 3)
+    """
+    device = torch.device(device)
+    if config.backend == "robohive":
+        create = functools.partial(_robohive, config, device, video_camera, video_size)
+        base = create() if num_envs == 1 else ParallelEnv(num_envs, EnvCreator(create), device=device)
+    elif device.type == "cuda":  # ManiSkill: all sub-envs in one GPU simulator
+        base = _maniskill(config, device, None if num_envs == 1 else num_envs, bool(video_camera))
+    else:  # ManiSkill on the CPU simulates one env per process
+        create = functools.partial(_maniskill, config, device, None, bool(video_camera))
+        base = create() if num_envs == 1 else ParallelEnv(num_envs, EnvCreator(create), device=device)
+
+    transforms = []
+    if video_camera and config.backend == "maniskill":
+        from torchrl.record import PixelRenderTransform
+
+        transforms.append(PixelRenderTransform(out_keys=[VIDEO_KEY]))
+    elif video_camera:
+        transforms.append(RenameTransform(["pixels"], [VIDEO_KEY], create_copy=config.observation != "state"))
+    if config.observation != "state":
+        from agenthive.vision import EMBEDDINGS
+
+        embedding = EMBEDDINGS[config.observation](
+            config.encoder_model, in_keys=["pixels"], out_keys=["image_embedding"], size=config.image_size,
+            weights=config.encoder_weights, pretrained=config.encoder_pretrained,
+        )
+        # [n_cams, D] per env -> one vector, then with the proprioception
+        transforms += [
+            embedding,
+            FlattenObservation(-2, -1, in_keys=["image_embedding"]),
+            CatTensors(["image_embedding", "observation"], out_key="embedding", del_keys=False),
+        ]
+    transforms += [StepCounter(), RewardSum(), InitTracker()]
+    return TransformedEnv(base, Compose(*transforms))
