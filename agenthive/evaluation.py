@@ -104,8 +104,11 @@ def load_checkpoint(checkpoint) -> tuple[torch.nn.Module, EnvConfig, dict]:
     if missing:
         raise FileNotFoundError(f"{checkpoint} is not a train.py checkpoint: it lacks {missing} (expected policy.pt and config.json).")
     config = json.loads((checkpoint / "config.json").read_text())
-    # torch.save'd modules unpickle code: load only checkpoints you trust
-    policy = torch.load(checkpoint / "policy.pt", map_location="cpu", weights_only=False)
+    try:  # torch.save'd modules unpickle code: load only checkpoints you trust
+        policy = torch.load(checkpoint / "policy.pt", map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise RuntimeError(f"{checkpoint / 'policy.pt'} does not load as a torch.save'd policy module "
+                           f"({type(err).__name__}: {err}).") from err
     return policy, EnvConfig.from_dict(config["env"]), config
 
 
@@ -305,12 +308,12 @@ def evaluate_checkpoints(run_dir, steps: list[int], out_dir, *, devices=("cpu",)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if results:
         _write_csv(out_dir / "summary.csv", results)
-        _plot_steps(results, out_dir / "summary.png", title=f"{run_dir}")
+        _plot_steps(results, failed, out_dir / "summary.png", title=f"{run_dir}")
     _print_table(results, failed)
     return summary
 
 
-def _plot_steps(results: list[dict], path: Path, title: str) -> None:
+def _plot_steps(results: list[dict], failed: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,6 +328,8 @@ def _plot_steps(results: list[dict], path: Path, title: str) -> None:
         std = torch.tensor([r["return_std"] for r in rows])
         axes[1].plot(steps, mean, "o-", label=name)
         axes[1].fill_between(steps, mean - std, mean + std, alpha=0.2)
+    for i, f in enumerate(failed):
+        axes[0].axvline(f["step"], color="red", ls=":", label="worker failed" if i == 0 else None)
     axes[0].set(xlabel="training frames", ylabel="success rate", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="training frames", ylabel="return (mean ± std)")
     axes[0].legend(fontsize=8)

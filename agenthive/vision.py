@@ -136,6 +136,8 @@ class R3MTransform(_torchrl.R3MTransform):
         self.weights_path = path
         if path is not None:
             load_convnet_weights(_network(self).convnet, path, "r3m")
+        if not requires_grad:
+            self.eval()  # a frozen encoder: batch-norm uses its statistics, not the batch's
 
 
 class VIPTransform(_torchrl.VIPTransform):
@@ -176,6 +178,7 @@ class VIPTransform(_torchrl.VIPTransform):
         self.weights_path = path
         if path is not None:
             load_convnet_weights(_network(self).convnet, path, "vip")
+        self.eval()  # a frozen encoder: batch-norm uses its statistics, not the batch's
 
 
 EMBEDDINGS = {"r3m": R3MTransform, "vip": VIPTransform}

@@ -201,7 +201,8 @@ def save_checkpoint(run_dir: Path, frames: int, args: Args, env_config: EnvConfi
     state = {"frames": frames, "loss": loss.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
              "torch_rng": torch.get_rng_state(), "logger": logger.state_dict()}
     torch.save(state, tmp / "state.pt")
-    (tmp / "config.json").write_text(json.dumps({"args": dataclasses.asdict(args), "env": env_config.to_dict()}, indent=2))
+    saved_args = {k: v for k, v in dataclasses.asdict(args).items() if k != "resume"}  # how it ran is not config
+    (tmp / "config.json").write_text(json.dumps({"args": saved_args, "env": env_config.to_dict()}, indent=2))
     if replay_buffer is not None:
         replay_buffer.dumps(run_dir / "replay_buffer")  # in place: writes only its metadata
         (tmp / "replay_buffer.json").write_text(json.dumps({"path": str(run_dir / "replay_buffer"), "len": len(replay_buffer)}))

@@ -1,0 +1,111 @@
+"""scripts/train.py: SAC and PPO for a few hundred frames, checkpoints, resuming after a crash, outputs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v2 as imageio
+import pytest
+import torch
+
+from agenthive.env_config import EnvConfig, make_env
+from agenthive.evaluation import list_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--hidden-sizes", "32,32", "--frames-per-batch", "100", "--eval-episodes", "2"]
+
+
+def train(run_dir, *args) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), "--run-dir", str(run_dir), *args]
+
+
+def run(command, timeout=600) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+def test_sac_resumes_after_a_crash_with_the_same_config_and_frame_count(tmp_path):
+    run_dir = tmp_path / "sac"
+    command = train(run_dir, "--algo", "sac", "--total-frames", "1000", "--init-random-frames", "100", "--batch-size", "32",
+                    "--checkpoint-every", "200", "--eval-every", "500", "--no-video", *SMALL)
+    # a crash: the whole process group (trainer, env and evaluation workers) killed at once
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (run_dir / "checkpoints" / "step_000000400").exists():
+        assert process.poll() is None, f"train.py exited ({process.returncode}) before its 400-frame checkpoint:\n{process.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "no 400-frame checkpoint after 600s"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    before = list_checkpoints(run_dir)
+    crashed_at = max(before)
+    assert 400 <= crashed_at < 1000, f"train.py was not interrupted mid-run (checkpoints {sorted(before)})"
+
+    resumed = run(train(run_dir, "--resume"))
+    assert f"resuming {run_dir} from step_{crashed_at:09d} ({crashed_at} frames)" in resumed.stdout
+
+    checkpoints = list_checkpoints(run_dir)
+    assert max(checkpoints) == 1000 and set(before) <= set(checkpoints)
+    first_config = json.loads((checkpoints[200] / "config.json").read_text())
+    last_config = json.loads((checkpoints[1000] / "config.json").read_text())
+    assert first_config == last_config
+    state = torch.load(checkpoints[1000] / "state.pt", weights_only=False)
+    assert state["frames"] == 1000
+    train_frames = [point["frames"] for point in state["history"]["train"]]
+    # one history: the points up to the checkpoint, then the resumed run's, counting on
+    assert train_frames == sorted(set(train_frames)) and train_frames[-1] == 1000
+    assert any(f <= crashed_at for f in train_frames) and any(f > crashed_at for f in train_frames)
+    assert [e["frames"] for e in state["history"]["eval"]][-1] == 1000
+    # the replay buffer on disk kept the frames from before the crash and got the rest
+    assert json.loads((checkpoints[1000] / "replay_buffer.json").read_text())["len"] == 1000
+    assert (run_dir / "learning_curve.png").stat().st_size > 10_000
+    with open(run_dir / "history.csv") as file:
+        kinds = [line.split(",")[2] for line in file.read().splitlines()[1:]]
+    assert kinds.count("eval") == len(state["history"]["eval"]) >= 2
+
+
+def test_ppo_trains_checkpoints_plots_and_films(tmp_path):
+    run_dir = tmp_path / "ppo"
+    done = run(train(run_dir, "--algo", "ppo", "--total-frames", "400", "--num-envs", "2", "--ppo-epochs", "2",
+                     "--minibatch-size", "64", "--checkpoint-every", "200", "--eval-every", "200", *SMALL))
+    assert "400 frames in" in done.stdout and "evaluation success rate" in done.stdout
+    checkpoints = list_checkpoints(run_dir)
+    assert sorted(checkpoints) == [200, 400]
+    assert "replay_buffer.json" not in {p.name for p in checkpoints[400].iterdir()}  # on-policy: no buffer
+
+    policy = torch.load(checkpoints[400] / "policy.pt", weights_only=False)
+    env = make_env(EnvConfig.from_dict(json.loads((checkpoints[400] / "config.json").read_text())["env"]))
+    with torch.no_grad():
+        rollout = env.rollout(5, policy)
+    env.close()
+    assert rollout["action"].shape == (5, 9) and rollout["action"].abs().max() <= 1
+    # outside an exploration context the saved policy acts deterministically
+    assert torch.equal(policy(rollout[:1].exclude("action"))["action"], policy(rollout[:1].exclude("action"))["action"])
+
+    video = imageio.mimread(run_dir / "rollout.mp4")
+    assert len(video) == 50 and video[0].shape == (128, 128, 3)
+    assert (run_dir / "rollout.png").is_file() and (run_dir / "learning_curve.png").is_file()
+    assert list((run_dir / "logs").rglob("*.csv")), "the CSV logger wrote nothing"
+
+
+def test_resume_refuses_changed_arguments_and_fresh_runs_refuse_old_directories(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train as train_script
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_000000100"
+    checkpoint.mkdir(parents=True)
+    saved = {**{f: getattr(train_script.Args(), f) for f in train_script.Args.__dataclass_fields__}, "run_dir": str(tmp_path / "run")}
+    (checkpoint / "config.json").write_text(json.dumps({"args": saved, "env": EnvConfig().to_dict()}))
+    with pytest.raises(SystemExit, match=r"these differ: --lr=0\.001 \(saved: 0\.0003\)"):
+        train_script.main(["--run-dir", str(tmp_path / "run"), "--resume", "--lr", "0.001"])
+    with pytest.raises(SystemExit, match="already holds checkpoints: pass --resume"):
+        train_script.main(["--run-dir", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="no checkpoint under"):
+        train_script.main(["--run-dir", str(tmp_path / "empty"), "--resume"])
