@@ -17,6 +17,7 @@ _LAZY = {
     "RoboHiveEnv": "agenthive.envs.robohive",
     "RoboHiveWrapper": "agenthive.envs.robohive",
     "ManiSkillEnv": "agenthive.envs.maniskill",
+    "RemoteEnv": "agenthive.envs.remote",
     "RemotePolicyModule": "agenthive.modules.remote_policy",
 }
 

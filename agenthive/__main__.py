@@ -14,6 +14,7 @@ COMMANDS = {
         "make RoboHive's simulation assets (simhive) available to robohive",
     ),
     "start-server": ("agenthive.serving.cli", "main", "serve a policy to RemotePolicyModule clients (no torch needed)"),
+    "serve-env": ("agenthive.serving.env_server", "main", "serve an environment to RemoteEnv clients (one instance per client)"),
     "eval": ("agenthive.evaluation", "main", "evaluate a checkpoint, a served policy or a range of checkpoints; summary, plot, videos"),
 }
 

@@ -26,6 +26,7 @@ _LAZY = {
     "RoboHiveEnv": "agenthive.envs.robohive",
     "RoboHiveWrapper": "agenthive.envs.robohive",
     "ManiSkillEnv": "agenthive.envs.maniskill",
+    "RemoteEnv": "agenthive.envs.remote",
 }
 
 

@@ -331,7 +331,7 @@ class RouterClient:
         """Refuse a server that serves something else (a policy where an env was expected)."""
         serves = reply.get("serves", "policy")  # servers before the "serves" field served policies
         if serves != expected:
-            raise RuntimeError(f"{self.endpoint} serves a {serves!r}, not a {expected!r}: {hint}")
+            raise RuntimeError(f"{self.endpoint} serves {serves!r} where this client expects {expected!r}: {hint}")
 
     def close(self):
         """Close the connection; safe to call twice."""

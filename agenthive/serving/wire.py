@@ -33,6 +33,21 @@ Requests (client -> server) and their replies:
 * any request may get ``{"type": "error", "code": ..., "message": ...}`` instead; the codes
   are the ``ERROR_*`` constants below.
 
+Every ``hello`` reply also says what the server serves: ``serves`` is ``"policy"`` or
+``"env"`` (a reply without it comes from a policy server). An env server (``EnvServer``)
+answers ``hello`` with ``env`` (its name), ``batch_size`` and ``specs`` (the five TorchRL
+specs, ``full_observation_spec`` ... ``full_done_spec``, described by ``env_wire``),
+``health`` with ``instances``, and these requests, where ``td`` is a TensorDict as nested
+maps of arrays (``env_wire``):
+
+* ``make``: a new env instance for this client. Reply: ``instance`` (its id).
+* ``reset``: ``instance``, ``td`` (``"_reset"`` masks and state entries, or nil). Reply:
+  ``td``, the env's reset output.
+* ``step``: ``instance``, ``td`` (every action entry, and state entries). Reply: ``td``,
+  the ``"next"`` part of the step (observations, reward, done flags).
+* ``seed``: ``instance``, ``seed`` (int or nil). Reply: ``seed``, the seed the env returned.
+* ``close``: ``instance``. Reply: ``closed`` (whether it was still there).
+
 Example:
     >>> import numpy as np
     >>> frames = encode({"v": VERSION, "type": "act", "obs": {"state": np.arange(3, dtype=np.float32)}})
@@ -56,6 +71,10 @@ ERROR_BAD_OBSERVATION = "bad_observation"  # names, shapes or dtypes differ from
 ERROR_NOT_READY = "not_ready"  # the policy is still initializing, or failed to
 ERROR_POLICY = "policy_error"  # the policy raised on this request
 ERROR_TOO_LARGE = "too_large"  # the message exceeds the server's size limit
+ERROR_UNKNOWN_INSTANCE = "unknown_instance"  # env servers: no such env instance (restarted, or freed when idle)
+ERROR_BAD_INPUT = "bad_input"  # env servers: entries, shapes or dtypes differ from the env's specs
+ERROR_ENV = "env_error"  # env servers: making, resetting, stepping or seeding the env raised
+ERROR_FULL = "server_full"  # env servers: no more env instances can be made
 
 # packs the small [frame, dtype, shape] payloads; msgpack.packb called inside a packing
 # hook costs ~15 us, a reused Packer ~1 us (and its pack() holds the GIL, so threads may share it)
