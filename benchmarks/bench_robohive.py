@@ -99,6 +99,51 @@ def image_difference(env_id: str, **options) -> float:
     return float(np.abs(ours - theirs).mean())
 
 
+def breakdown(env_id: str, steps: int, repeats: int) -> None:
+    """Where agenthive's per-step time goes, each loop adding one layer to the previous one."""
+    env = RoboHiveEnv(env_id)
+    robohive_env = env._env  # RoboHive's MujocoEnv, no gym wrappers
+    actions = torch.rand(steps, *env.action_spec.shape) * 2 - 1
+    horizon = env.max_episode_steps
+
+    def simulator():  # RoboHive's own step and reset
+        robohive_env.reset()
+        for i, action in enumerate(actions.numpy()):
+            robohive_env.step(action)
+            if i % horizon == horizon - 1:
+                robohive_env.reset()
+
+    def conversion():  # + agenthive's TensorDict of each step
+        robohive_env.reset()
+        for i, action in enumerate(actions.numpy()):
+            _, reward, terminated, _, info = robohive_env.step(action)
+            env._output(info["solved"], terminated, False, reward)
+            if i % horizon == horizon - 1:
+                robohive_env.reset()
+
+    def torchrl_step():  # + torchrl's EnvBase.step, step_mdp and auto-reset
+        td = env.reset()
+        for action in actions:
+            td["action"] = action
+            _, td = env.step_and_maybe_reset(td)
+
+    def rollout():  # + the policy call, storing and stacking the trajectory
+        env.rollout(steps, ReplayPolicy(actions), break_when_any_done=False)
+
+    loops = {"RoboHive step": simulator, "+ TensorDict conversion": conversion,
+             "+ torchrl step/step_mdp/reset": torchrl_step, "+ rollout (policy, store, stack)": rollout}
+    times = {name: [] for name in loops}
+    for _ in range(repeats):
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            loop()
+            times[name].append((time.perf_counter() - start) / steps * 1e6)
+    print(f"\n## where the time goes: {env_id}, median us per step")
+    for name, values in times.items():
+        print(f"  {name:<36} {statistics.median(values):8.0f} us")
+    env.close()
+
+
 def run_section(title: str, env_id: str, steps: int, repeats: int, pixels: bool) -> list[tuple[str, float, float]]:
     dim = gym.make(env_id).action_space.shape
     actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, *dim)).astype(np.float32)
@@ -131,6 +176,7 @@ def main():
     state_steps, pixel_steps, repeats = (200, 10, 1) if args.quick else (2000, 40, 5)
     for env_id in ("FrankaReachRandom-v0", "FK1_MicroOpenRandom-v4"):
         run_section("state", env_id, state_steps, repeats, pixels=False)
+    breakdown("FrankaReachRandom-v0", state_steps, repeats)
     rows = run_section("one 224x224 camera", "FrankaReachRandom-v0", pixel_steps, max(3, repeats // 2 + 1), pixels=True)
     torchrl_speed = dict((name, speed) for name, speed, _ in rows)["torchrl RoboHiveEnv"]
     for name, speed, _ in rows:
