@@ -1,0 +1,136 @@
+"""agenthive.distributed on one machine: torchrl's distributed collectors (torch.distributed
+and RPC, workers launched by torchrl with launcher="mp" or by hand with `python -m agenthive
+collect-worker`) on localhost, with real RoboHive envs made in the workers, and policy weight
+updates that must reach every worker.
+
+Each run is its own process group (torch.distributed keeps process-wide state), killed with
+its workers if it outlives its timeout.
+"""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensordict.nn import TensorDictModule
+from torch import nn
+
+from agenthive.distributed import _has_ray, distributed_collector, main
+
+RUN = Path(__file__).resolve().parent / "distributed_run.py"
+UPDATES = {2: 2, 6: 3}  # as in distributed_run.py: after batch i the learner moves to version v
+TIMEOUT = 300
+
+
+def free_port_pair():
+    """A port P with P + 1 also free (torch.distributed's rendezvous and store), away from torchrl's default 10003."""
+    for _ in range(200):
+        port = random.randrange(20_000, 45_000, 10)  # spaced: runs that overlap do not pick neighbours
+        try:
+            for candidate in (port, port + 1):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("found no two adjacent free ports between 20000 and 45000")
+
+
+def start(command):
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(process, timeout=TIMEOUT):
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the run and every worker it spawned
+        out, err = process.communicate()
+        pytest.fail(f"{process.args} did not finish within {timeout} s; its stderr:\n{err[-4000:]}")
+    return out, err
+
+
+def collect(**options):
+    """Batches of one distributed_run.py run (see its docstring)."""
+    process = start([sys.executable, str(RUN), json.dumps(options)])
+    out, err = finish(process)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert process.returncode == 0 and lines and lines[-1] == {"done": True}, f"the run failed; its stderr:\n{err[-4000:]}"
+    return lines[:-1]
+
+
+def check_every_worker_got_every_update(batches, sync, num_workers=2):
+    assert [b["batch"] for b in batches] == list(range(12))
+    for b in batches:
+        if sync:  # every batch holds each worker's share, all made after the update that preceded it
+            assert all(row == [b["version"] / 10] for row in b["actions"]), b
+        else:  # only the weights of this version or the one before (a worker finishing a batch)
+            assert set(b["actions"][0]) <= {b["version"] / 10, (b["version"] - 1) / 10}, b
+    if not sync:
+        # each update shows within the next num_workers batches, and in the end only the last weights act
+        # (torchrl's async loop now and then hands out one more batch of the previous weights after that)
+        for after, version in UPDATES.items():
+            assert any(version / 10 in b["actions"][0] for b in batches[after + 1 : after + 1 + num_workers]), (after, batches)
+        assert all(b["actions"] == [[max(UPDATES.values()) / 10]] for b in batches[-2:]), batches[-2:]
+
+
+def test_distributed_sync_every_worker_acts_with_the_new_weights_from_the_next_batch():
+    batches = collect(backend="distributed", sync=True, tcp_port=free_port_pair())
+    assert all(b["shape"] == [2, 50] for b in batches)  # one row per worker
+    check_every_worker_got_every_update(batches, sync=True)
+
+
+def test_distributed_async_workers_switch_to_the_new_weights():
+    check_every_worker_got_every_update(collect(backend="distributed", sync=False, tcp_port=free_port_pair()), sync=False)
+
+
+def test_rpc_sync_every_worker_acts_with_the_new_weights_from_the_next_batch():
+    batches = collect(backend="rpc", sync=True, tcp_port=free_port_pair())
+    assert all(b["shape"] == [100] for b in batches)  # both workers' 50 frames, concatenated
+    check_every_worker_got_every_update(batches, sync=True)
+
+
+def test_workers_started_by_hand_with_collect_worker_as_on_two_hosts():
+    port = free_port_pair()
+    learner = start([sys.executable, str(RUN), json.dumps({"backend": "distributed", "sync": True, "tcp_port": port, "launcher": "submitit_delayed"})])
+    workers = [
+        start([sys.executable, "-m", "agenthive", "collect-worker", "--master-addr", "127.0.0.1", "--master-port", str(port), "--rank", str(rank), "--world-size", "3"])
+        for rank in (1, 2)
+    ]
+    try:
+        out, err = finish(learner)
+        worker_outputs = [finish(worker, timeout=60)[0] for worker in workers]
+    finally:
+        for process in (learner, *workers):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert learner.returncode == 0 and lines[-1] == {"done": True}, err[-4000:]
+    check_every_worker_got_every_update(lines[:-1], sync=True)
+    for rank, output in zip((1, 2), worker_outputs):
+        assert f"agenthive: distributed worker {rank}/2 joining 127.0.0.1:{port}" in output and f"agenthive: worker {rank} done" in output
+
+
+@pytest.mark.skipif(not _has_ray, reason="Ray is not installed (pip install agenthive[ray])")
+def test_ray_every_worker_acts_with_the_new_weights_from_the_next_batch():
+    check_every_worker_got_every_update(collect(backend="ray", sync=True, ray_init_config={"num_cpus": 2}), sync=True)
+
+
+@pytest.mark.skipif(_has_ray, reason="checks the message given when Ray is missing")
+def test_ray_without_ray_names_the_extra():
+    policy = TensorDictModule(nn.Linear(21, 9), in_keys=["observation"], out_keys=["action"])
+    with pytest.raises(ImportError, match=r"backend='ray' needs Ray, which is not installed: `pip install agenthive\[ray\]`"):
+        distributed_collector(None, policy, backend="ray", num_workers=2, frames_per_batch=10, total_frames=20)
+
+
+def test_unknown_backends_launchers_and_ranks_are_refused():
+    with pytest.raises(ValueError, match=r"backend='mpi': expected one of \('distributed', 'rpc', 'ray'\)"):
+        distributed_collector(None, None, backend="mpi", num_workers=2, frames_per_batch=10, total_frames=20)
+    with pytest.raises(ValueError, match=r"launcher='slurm': expected one of \('mp', 'submitit_delayed', 'submitit'\)"):
+        distributed_collector(None, None, backend="rpc", num_workers=2, frames_per_batch=10, total_frames=20, launcher="slurm")
+    with pytest.raises(SystemExit, match="--rank 0 with --world-size 3: expected 1 <= rank < world size"):
+        main(["--master-addr", "127.0.0.1", "--rank", "0", "--world-size", "3"])
