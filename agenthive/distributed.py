@@ -21,7 +21,7 @@ Where the workers run (``launcher``, for ``distributed`` and ``rpc``):
 * ``"submitit"``: SLURM jobs through submitit.
 
 With Ray, the workers are Ray actors wherever the Ray cluster has room (``ray start`` on
-each host; ``ray_init_config={"address": "auto"}`` on the learner).
+each host; ``RAY_ADDRESS=auto`` or ``ray_init_config={"address": "auto"}`` on the learner).
 
 Examples:
     >>> import functools
@@ -47,6 +47,7 @@ import importlib.util
 import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 from torchrl.collectors import Collector
 from torchrl.envs import EnvCreator
+from torchrl.weight_update import NoWeightSyncScheme
 
 BACKENDS = ("distributed", "rpc", "ray")
 LAUNCHERS = ("mp", "submitit_delayed", "submitit")
@@ -76,7 +77,7 @@ def distributed_collector(
             ``functools.partial(RoboHiveEnv, "FrankaReachRandom-v0")``, or
             ``functools.partial(make_env, env_config)``); each worker calls it.
         policy: the policy (an ``nn.Module``); its weights are what
-            ``update_policy_weights_()`` sends.
+            ``update_policy_weights_()`` sends. None: random actions, nothing to send.
 
     Keyword Args:
         backend: ``"distributed"``, ``"rpc"`` or ``"ray"``.
@@ -105,7 +106,7 @@ def distributed_collector(
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
     if backend == "ray" and not _has_ray:
-        raise ImportError("backend='ray' needs Ray, which is not installed: `pip install agenthive[ray]` (or `pip install ray`)")
+        raise ImportError("backend='ray' needs Ray, which is not installed: `pip install ray`")
     env_fns = [EnvCreator(create_env)] * num_workers
     common = dict(
         frames_per_batch=frames_per_batch,
@@ -119,22 +120,19 @@ def distributed_collector(
         from torchrl.collectors.distributed import DistributedCollector
         from torchrl.weight_update import DistributedWeightSyncScheme
 
-        return DistributedCollector(
-            env_fns, policy, launcher=launcher, tcp_port=tcp_port, backend="gloo",
-            weight_sync_schemes={"policy": DistributedWeightSyncScheme(backend="gloo", sync=sync)}, **common,
-        )
+        scheme = DistributedWeightSyncScheme(backend="gloo", sync=sync) if policy is not None else NoWeightSyncScheme()
+        return DistributedCollector(env_fns, policy, launcher=launcher, tcp_port=tcp_port, backend="gloo", weight_sync_schemes={"policy": scheme}, **common)
     if backend == "rpc":
         from torchrl.collectors.distributed import RPCCollector
         from torchrl.weight_update import RPCWeightSyncScheme
 
-        return RPCCollector(env_fns, policy, launcher=launcher, tcp_port=tcp_port, weight_sync_schemes={"policy": RPCWeightSyncScheme()}, **common)
+        scheme = RPCWeightSyncScheme() if policy is not None else NoWeightSyncScheme()
+        return RPCCollector(env_fns, policy, launcher=launcher, tcp_port=tcp_port, weight_sync_schemes={"policy": scheme}, **common)
     from torchrl.collectors.distributed import RayCollector
     from torchrl.weight_update import RayWeightSyncScheme
 
-    return RayCollector(
-        env_fns, policy, num_collectors=num_workers, ray_init_config=ray_init_config,
-        weight_sync_schemes={"policy": RayWeightSyncScheme()}, **common,
-    )
+    scheme = RayWeightSyncScheme() if policy is not None else NoWeightSyncScheme()
+    return RayCollector(env_fns, policy, num_collectors=num_workers, ray_init_config=ray_init_config, weight_sync_schemes={"policy": scheme}, **common)
 
 
 # -- python -m agenthive collect-worker ---------------------------------------------------------

@@ -4,6 +4,7 @@
     .venv/bin/python scripts/collect.py --env FK1_MicroOpenRandom-v4 --envs-per-worker 4 --total-frames 20000
     .venv/bin/python scripts/collect.py --devices cuda:0,cuda:1 --pixels frames --buffer-dir data/reach   # one worker per GPU
     .venv/bin/python scripts/collect.py --pixels r3m --encoder-weights ~/weights --policy runs/x/checkpoints/step_000100000/policy.pt
+    .venv/bin/python scripts/collect.py --backend distributed --num-workers 2 --tcp-port 10003   # torchrl's DistributedCollector
 
 One collector worker per entry of ``--devices``, each stepping
 ``TransformedEnv(ParallelEnv(--envs-per-worker, EnvCreator(RoboHiveEnv)), pixel pipeline)`` on
@@ -13,6 +14,13 @@ its device (with one device, the collection runs in this process; with several, 
 * ``frames``: ToTensorImage -> Resize -> GrayScale -> CatFrames -> ObservationNorm, whose
   mean and standard deviation come from ``init_stats`` on ``--norm-init-frames`` random frames;
 * ``r3m`` / ``vip``: the R3M or VIP embedding (:mod:`agenthive.vision`, weights from disk).
+
+``--backend distributed|rpc|ray`` collects with torchrl's distributed collectors instead
+(:mod:`agenthive.distributed`): ``--num-workers`` workers, each making its own
+``make_worker_env`` on the first of ``--devices``; ``--launcher submitit_delayed`` waits for
+workers started by hand on other hosts (``docs/multi_host.md``). Their envs are not seeded
+with ``--seed`` (torchrl's distributed ``set_seed`` is broken in 0.14.1): each worker's
+simulator seeds itself.
 
 The policy is random, or a ``torch.save``d TensorDict module (``--policy``, e.g. a
 ``scripts/train.py`` checkpoint's ``policy.pt``). ``--buffer-dir`` writes every frame to a
@@ -74,6 +82,10 @@ class Args:
     encoder_pretrained: bool = arg(True, "--no-encoder-pretrained: a randomly initialised R3M/VIP encoder")
     policy: str = arg("", "torch.save'd TensorDict policy module (default: uniformly random actions)")
     buffer_dir: str = arg("", "write the collected frames to a replay buffer on disk here")
+    backend: str = arg("local", "local (this machine), or torchrl's distributed collectors: distributed, rpc, ray")
+    num_workers: int = arg(2, "distributed/rpc/ray: collection workers")
+    launcher: str = arg("mp", "distributed/rpc: mp (workers on this machine) or submitit_delayed (started by hand: docs/multi_host.md)")
+    tcp_port: int = arg(10003, "distributed/rpc: the learner's rendezvous port (distributed also uses the next one)")
     video_env: str = arg("FrankaReachRandom_v2d-v0", "visual RoboHive id to film after collecting (\"\" to skip)")
     video_camera: str = arg("top_cam", "camera of --video-env to film")
     video_steps: int = arg(50, "length of the filmed episode")
@@ -91,6 +103,8 @@ def parse_args(argv=None) -> Args:
     args = Args(**vars(parser.parse_args(argv)))
     if args.pixels not in ("none", "frames", "r3m", "vip"):
         parser.error(f"--pixels {args.pixels!r}: expected none, frames, r3m or vip")
+    if args.backend not in ("local", "distributed", "rpc", "ray"):
+        parser.error(f"--backend {args.backend!r}: expected local, distributed, rpc or ray")
     return args
 
 
@@ -136,7 +150,15 @@ def collect(args: Args) -> float:
     if args.policy:
         policy = torch.load(args.policy, map_location="cpu", weights_only=False)  # unpickles code: trusted files only
     common = dict(frames_per_batch=args.frames_per_batch, total_frames=args.total_frames, storing_device="cpu")
-    if len(devices) == 1:
+    if args.backend != "local":
+        from agenthive.distributed import distributed_collector
+
+        collector = distributed_collector(
+            functools.partial(make_worker_env, args, devices[0], norm_stats), policy, backend=args.backend,
+            num_workers=args.num_workers, frames_per_batch=args.frames_per_batch, total_frames=args.total_frames,
+            launcher=args.launcher, tcp_port=args.tcp_port,
+        )
+    elif len(devices) == 1:
         env = make_worker_env(args, devices[0], norm_stats)
         if policy is not None:
             missing = [k for k in policy.in_keys if k not in env.observation_spec.keys(True)]
@@ -147,7 +169,8 @@ def collect(args: Args) -> float:
     else:
         workers = [functools.partial(make_worker_env, args, d, norm_stats) for d in devices]
         collector = MultiAsyncCollector(workers, policy, env_device=devices, policy_device=devices, **common)
-    collector.set_seed(args.seed)
+    if args.backend == "local":
+        collector.set_seed(args.seed)
 
     buffer = None
     if args.buffer_dir:
@@ -170,7 +193,8 @@ def collect(args: Args) -> float:
             bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.0f}", episodes=episodes)
     fps = frames / (time.perf_counter() - start)
     collector.shutdown()
-    print(f"{frames} frames from {len(devices)} worker(s) x {args.envs_per_worker} envs in {frames / fps:.1f}s: "
+    workers = len(devices) if args.backend == "local" else args.num_workers
+    print(f"{frames} frames from {workers} {args.backend} worker(s) x {args.envs_per_worker} envs in {frames / fps:.1f}s: "
           f"{fps:.0f} frames/s; {episodes} episodes ended, {successes} solved at their last step")
     if buffer is not None:
         buffer.dumps(args.buffer_dir)

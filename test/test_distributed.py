@@ -115,7 +115,16 @@ def test_workers_started_by_hand_with_collect_worker_as_on_two_hosts():
         assert f"agenthive: distributed worker {rank}/2 joining 127.0.0.1:{port}" in output and f"agenthive: worker {rank} done" in output
 
 
-@pytest.mark.skipif(not _has_ray, reason="Ray is not installed (pip install agenthive[ray])")
+def test_collect_script_with_the_distributed_backend_and_a_random_policy():
+    script = Path(__file__).resolve().parents[1] / "scripts" / "collect.py"
+    process = start([sys.executable, str(script), "--backend", "distributed", "--num-workers", "2", "--tcp-port", str(free_port_pair()),
+                     "--envs-per-worker", "1", "--total-frames", "800", "--video-env", ""])
+    out, err = finish(process)
+    assert process.returncode == 0, err[-4000:]
+    assert "800 frames from 2 distributed worker(s) x 1 envs" in out, out
+
+
+@pytest.mark.skipif(not _has_ray, reason="Ray is not installed (pip install ray)")
 def test_ray_every_worker_acts_with_the_new_weights_from_the_next_batch():
     check_every_worker_got_every_update(collect(backend="ray", sync=True, ray_init_config={"num_cpus": 2}), sync=True)
 
@@ -123,7 +132,7 @@ def test_ray_every_worker_acts_with_the_new_weights_from_the_next_batch():
 @pytest.mark.skipif(_has_ray, reason="checks the message given when Ray is missing")
 def test_ray_without_ray_names_the_extra():
     policy = TensorDictModule(nn.Linear(21, 9), in_keys=["observation"], out_keys=["action"])
-    with pytest.raises(ImportError, match=r"backend='ray' needs Ray, which is not installed: `pip install agenthive\[ray\]`"):
+    with pytest.raises(ImportError, match=r"backend=.ray. needs Ray, which is not installed: `pip install ray`"):
         distributed_collector(None, policy, backend="ray", num_workers=2, frames_per_batch=10, total_frames=20)
 
 
