@@ -69,6 +69,7 @@ def distributed_collector(
     collector_kwargs: dict | None = None,
     ray_init_config: dict | None = None,
     update_after_each_batch: bool = False,
+    **kwargs,
 ):
     """torchrl's distributed collector of ``backend`` for ``num_workers`` copies of an env.
 
@@ -96,6 +97,8 @@ def distributed_collector(
         collector_kwargs: more keyword arguments for each worker's collector.
         ray_init_config: keyword arguments of ``ray.init`` (e.g. ``{"address": "auto"}``).
         update_after_each_batch: send the weights after every batch, without being asked.
+        **kwargs: more keyword arguments of torchrl's collector class (e.g.
+            ``init_random_frames``, ``storing_device``).
 
     Raises:
         ValueError: an unknown backend or launcher.
@@ -115,6 +118,7 @@ def distributed_collector(
         collector_class=collector_class,
         collector_kwargs=collector_kwargs or {},
         update_after_each_batch=update_after_each_batch,
+        **kwargs,
     )
     if backend == "distributed":
         from torchrl.collectors.distributed import DistributedCollector

@@ -83,6 +83,10 @@ class Args:
     device: str = arg("cpu", "device of the networks and the loss")
     torch_threads: int = arg(1, "torch intra-op CPU threads (small MLPs run fastest on one; 0: torch's default)")
     frames_per_batch: int = arg(1000, "frames per collected batch (all envs together)")
+    collector_backend: str = arg("local", "local, or torchrl's distributed collectors: distributed, rpc, ray (docs/multi_host.md)")
+    collector_workers: int = arg(2, "distributed/rpc/ray: workers, each with --num-envs envs on the first --collector-devices")
+    collector_launcher: str = arg("mp", "distributed/rpc: mp (this machine) or submitit_delayed (workers started by hand)")
+    tcp_port: int = arg(10003, "distributed/rpc: the learner's rendezvous port (distributed also uses the next one)")
     # networks and optimisation
     hidden_sizes: str = arg("256,256", "comma-separated hidden layer sizes of the actor and critic MLPs")
     lr: float = arg(3e-4, "Adam learning rate")
@@ -308,14 +312,24 @@ def main(argv=None):
         frames_per_batch=args.frames_per_batch, total_frames=remaining, storing_device=device,
         init_random_frames=max(args.init_random_frames - frames, 0) if args.algo == "sac" else None,
     )
-    if len(devices) == 1:
+    if args.collector_backend != "local":  # PPO: every batch from all workers with the same weights
+        from agenthive.distributed import distributed_collector
+
+        collector = distributed_collector(
+            functools.partial(make_env, env_config, num_envs=args.num_envs, device=devices[0]), actor,
+            backend=args.collector_backend, num_workers=args.collector_workers, sync=args.algo == "ppo",
+            launcher=args.collector_launcher, tcp_port=args.tcp_port, frames_per_batch=args.frames_per_batch,
+            total_frames=remaining, storing_device=device, init_random_frames=common["init_random_frames"] or -1,
+        )
+    elif len(devices) == 1:
         collector = Collector(make_env(env_config, num_envs=args.num_envs, device=devices[0]), actor,
                               env_device=devices[0], policy_device=devices[0], **common)
     else:
         worker_envs = [functools.partial(make_env, env_config, num_envs=args.num_envs, device=d) for d in devices]
         multi = MultiAsyncCollector if args.algo == "sac" else MultiSyncCollector
         collector = multi(worker_envs, actor, env_device=devices, policy_device=devices, **common)
-    collector.set_seed(args.seed + frames)
+    if args.collector_backend == "local":  # torchrl 0.14.1's distributed set_seed is broken: remote envs seed themselves
+        collector.set_seed(args.seed + frames)
 
     # evaluation beside training (another process by default)
     evaluator = Evaluator(
