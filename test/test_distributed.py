@@ -143,3 +143,12 @@ def test_unknown_backends_launchers_and_ranks_are_refused():
         distributed_collector(None, None, backend="rpc", num_workers=2, frames_per_batch=10, total_frames=20, launcher="slurm")
     with pytest.raises(SystemExit, match="--rank 0 with --world-size 3: expected 1 <= rank < world size"):
         main(["--master-addr", "127.0.0.1", "--rank", "0", "--world-size", "3"])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import agenthive.distributed
+
+    result = doctest.testmod(agenthive.distributed, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
