@@ -9,7 +9,8 @@ Extras let each environment install only what it needs:
 * ``robohive``: RoboHive's simulator stack. RoboHive itself is installed with
   ``pip install --no-deps robohive==0.7.0`` (its ``h5py==3.7.0`` pin does not build on
   Python 3.11); its real dependencies are listed here. ``scripts/install.sh`` does both.
-* ``maniskill``, ``vision``, ``openpi`` (websockets, for openpi interop), ``dev``, ``all``.
+* ``maniskill``, ``vision``, ``openpi`` (websockets, for openpi interop), ``ray``, ``dev``, ``all``
+  (everything but ``ray``).
 """
 from setuptools import find_packages, setup
 
@@ -58,6 +59,7 @@ setup(
         "maniskill": MANISKILL,
         "vision": VISION,
         "openpi": OPENPI,
+        "ray": ["ray"],  # torchrl's RayCollector for multi-host collection; not in `all` (heavy, not tested here)
         "dev": DEV,
         "all": sorted(set(ROBOHIVE + MANISKILL + VISION + DEV)),
     },
