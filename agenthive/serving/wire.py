@@ -197,12 +197,12 @@ def decode(frames, shared_memory=None):
 
 def _check_array(dtype, shape):
     """Validate a wire dtype and shape; returns the numpy dtype and the byte count."""
-    dtype = _DTYPES.get(dtype) if isinstance(dtype, str) else None
-    if dtype is None:
+    allowed = _DTYPES.get(dtype) if isinstance(dtype, str) else None
+    if allowed is None:
         raise WireError(f"array dtype {dtype!r} is not allowed: expected a bool, int, uint, float or complex dtype string such as '<f4'")
     if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM and all(isinstance(d, int) and d >= 0 for d in shape)):
         raise WireError(f"array shape {shape!r} is not a list of at most {_MAX_NDIM} non-negative ints")
-    return dtype, dtype.itemsize * math.prod(shape)
+    return allowed, allowed.itemsize * math.prod(shape)
 
 
 def error(code, message, request_id=None):
