@@ -97,19 +97,21 @@ def record_video(policy, config: EnvConfig, path, *, camera="top_cam", size=128,
 
 
 # --- policies -----------------------------------------------------------------------------
-def load_checkpoint(checkpoint) -> tuple[torch.nn.Module, EnvConfig, dict]:
-    """The policy, env config and training config saved in a ``scripts/train.py`` checkpoint directory."""
-    checkpoint = Path(checkpoint)
-    missing = [name for name in ("policy.pt", "config.json") if not (checkpoint / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{checkpoint} is not a train.py checkpoint: it lacks {missing} (expected policy.pt and config.json).")
-    config = json.loads((checkpoint / "config.json").read_text())
+def checkpoint_env_config(checkpoint) -> EnvConfig:
+    """The env config saved in a ``scripts/train.py`` checkpoint directory."""
+    path = Path(checkpoint) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a train.py checkpoint: it has no config.json (nor, likely, policy.pt).")
+    return EnvConfig.from_dict(json.loads(path.read_text())["env"])
+
+
+def load_policy(checkpoint) -> torch.nn.Module:
+    """The policy module saved in a ``scripts/train.py`` checkpoint directory (its ``policy.pt``)."""
+    path = Path(checkpoint) / "policy.pt"
     try:  # torch.save'd modules unpickle code: load only checkpoints you trust
-        policy = torch.load(checkpoint / "policy.pt", map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises several types for a damaged file
-        raise RuntimeError(f"{checkpoint / 'policy.pt'} does not load as a torch.save'd policy module "
-                           f"({type(err).__name__}: {err}).") from err
-    return policy, EnvConfig.from_dict(config["env"]), config
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for a missing or damaged file
+        raise RuntimeError(f"{path} does not load as a torch.save'd policy module ({type(err).__name__}: {err}).") from err
 
 
 def list_checkpoints(run_dir) -> dict[int, Path]:
@@ -401,13 +403,10 @@ def main(argv=None) -> int:
         passed += ["--in-keys", args.in_keys] if args.in_keys else []
         summary = evaluate_checkpoints(args.run_dir, parse_steps(args.steps), args.out_dir, devices=args.devices.split(","),
                                        worker_args=passed, server_command=args.server_command)
-        return 1 if summary["failed"] and not summary["results"] else 0
+        return 1 if summary["failed"] else 0
 
-    policy, base, label = None, None, args.server_command
-    if args.checkpoint:
-        policy, base, _ = load_checkpoint(args.checkpoint)
-        label = str(args.checkpoint)
-    configs = _env_configs(args.envs, base)
+    configs = _env_configs(args.envs, checkpoint_env_config(args.checkpoint) if args.checkpoint else None)
+    label = str(args.checkpoint or args.server_command)
     torch.manual_seed(args.seed)
     if args.server_command:
         from agenthive.modules import RemotePolicyModule
@@ -423,7 +422,7 @@ def main(argv=None) -> int:
                                video_camera=args.video_camera, device=args.device, seed=args.seed, label=label)
             remote.close()
     else:
-        policy = policy.to(args.device)
+        policy = load_policy(args.checkpoint).to(args.device)
         summary = evaluate(policy, configs, args.out_dir, episodes=args.episodes, num_envs=args.num_envs, videos=args.videos,
                            video_camera=args.video_camera, device=args.device, seed=args.seed, label=label)
     for env in summary["envs"]:

@@ -87,6 +87,7 @@ class Args:
     collector_workers: int = arg(2, "distributed/rpc/ray: workers, each with --num-envs envs on the first --collector-devices")
     collector_launcher: str = arg("mp", "distributed/rpc: mp (this machine) or submitit_delayed (workers started by hand)")
     tcp_port: int = arg(10003, "distributed/rpc: the learner's rendezvous port (distributed also uses the next one)")
+    async_collection: bool = arg(False, "SAC: collect in a worker process while training (MultiAsyncCollector)")
     # networks and optimisation
     hidden_sizes: str = arg("256,256", "comma-separated hidden layer sizes of the actor and critic MLPs")
     lr: float = arg(3e-4, "Adam learning rate")
@@ -195,14 +196,14 @@ def start_run(given: dict) -> tuple[Args, Path, dict | None]:
     return args, run_dir, state
 
 
-def save_checkpoint(run_dir: Path, frames: int, args: Args, env_config: EnvConfig, actor, loss, optimizer,
+def save_checkpoint(run_dir: Path, frames: int, wall_s: float, args: Args, env_config: EnvConfig, actor, loss, optimizer,
                     history: dict, logger, replay_buffer) -> Path:
     """Writes checkpoints/step_<frames>/; a directory appears complete or not at all."""
     final = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{frames:09d}"
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     torch.save(copy.deepcopy(actor).cpu().eval(), tmp / "policy.pt")
-    state = {"frames": frames, "loss": loss.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+    state = {"frames": frames, "wall_s": wall_s, "loss": loss.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
              "torch_rng": torch.get_rng_state(), "logger": logger.state_dict()}
     torch.save(state, tmp / "state.pt")
     saved_args = {k: v for k, v in dataclasses.asdict(args).items() if k != "resume"}  # how it ran is not config
@@ -231,6 +232,11 @@ def plot_learning_curve(history: dict, path: Path, title: str) -> None:
     if train:
         ax_return.plot([t["frames"] for t in train], [t["return"] for t in train], color="C0", alpha=0.6, label="training episodes")
     ax_success.axhline(0.9, color="gray", ls="--", lw=0.8)
+    first = next((e for e in evals if e["success_rate"] >= 0.9), None)
+    if first is not None:
+        ax_success.annotate(f"first >= 0.9: {first['frames']:,} frames, {first['wall_s'] / 60:.1f} min",
+                            (first["frames"], first["success_rate"]), xytext=(0.35, 0.35), textcoords="axes fraction",
+                            arrowprops={"arrowstyle": "->", "color": "gray"}, fontsize=8)
     ax_success.set(xlabel="frames", ylabel="success rate (evaluation)", ylim=(-0.02, 1.02))
     ax_return.set(xlabel="frames", ylabel="episode return")
     ax_return.legend(fontsize=8)
@@ -284,12 +290,12 @@ def main(argv=None):
         advantage = GAE(gamma=args.gamma, lmbda=args.gae_lambda, value_network=critic, average_gae=False)
     optimizer = torch.optim.Adam(loss.parameters(), lr=args.lr)
 
-    frames, history = 0, {"train": [], "eval": []}
+    frames, wall_offset, history = 0, 0.0, {"train": [], "eval": []}
     if resumed is not None:
         loss.load_state_dict(resumed["loss"])
         optimizer.load_state_dict(resumed["optimizer"])
         torch.set_rng_state(resumed["torch_rng"])
-        frames, history = resumed["frames"], resumed["history"]
+        frames, wall_offset, history = resumed["frames"], resumed["wall_s"], resumed["history"]
 
     # replay buffer on disk (SAC)
     replay_buffer = None
@@ -303,8 +309,11 @@ def main(argv=None):
     logger_kwargs = {"wandb_kwargs": {"project": args.wandb_project, "config": dataclasses.asdict(args)}} if args.logger == "wandb" else {}
     logger = get_logger(args.logger, str(run_dir / "logs"), run_dir.name, state_dict=resumed and resumed["logger"], **logger_kwargs)
 
-    # collectors: one worker per device; a single device collects in this process
+    # collectors: one worker process per device; a single device collects in this process,
+    # between updates, unless --async-collection
     devices = args.collector_devices.split(",")
+    if args.async_collection and args.algo != "sac":
+        raise SystemExit("--async-collection is for SAC (off-policy); PPO trains on the batch its policy just collected.")
     remaining = args.total_frames - frames
     if remaining <= 0:
         raise SystemExit(f"{run_dir} already has {frames} frames (--total-frames {args.total_frames}): raise --total-frames to go on.")
@@ -321,7 +330,7 @@ def main(argv=None):
             launcher=args.collector_launcher, tcp_port=args.tcp_port, frames_per_batch=args.frames_per_batch,
             total_frames=remaining, storing_device=device, init_random_frames=common["init_random_frames"] or -1,
         )
-    elif len(devices) == 1:
+    elif len(devices) == 1 and not args.async_collection:
         collector = Collector(make_env(env_config, num_envs=args.num_envs, device=devices[0]), actor,
                               env_device=devices[0], policy_device=devices[0], **common)
     else:
@@ -340,9 +349,9 @@ def main(argv=None):
         metrics_fn=functools.partial(success_rate, success_steps=env_config.success_steps),
         collector_kwargs={"traj_format": "padded"},
     )
-    start, wall_offset = time.perf_counter(), history["eval"][-1]["wall_s"] if history["eval"] else 0.0
+    start = time.perf_counter()
 
-    def wall() -> float:
+    def wall() -> float:  # seconds of training, summed over resumed runs
         return wall_offset + time.perf_counter() - start
 
     eval_started = {}  # frames -> wall time at which that evaluation was asked for
@@ -405,7 +414,7 @@ def main(argv=None):
                 eval_started[frames] = wall()
             next_eval += args.eval_every
         if next_checkpoint <= frames < args.total_frames:  # (the last one is written after the final evaluation)
-            save_checkpoint(run_dir, frames, args, env_config, actor, loss, optimizer, history, logger, replay_buffer)
+            save_checkpoint(run_dir, frames, wall(), args, env_config, actor, loss, optimizer, history, logger, replay_buffer)
             next_checkpoint += args.checkpoint_every
         bar.update(batch.numel())
         last = history["eval"][-1] if history["eval"] else None
@@ -415,14 +424,19 @@ def main(argv=None):
     collector.shutdown()
 
     # final evaluation, checkpoint, curve and video
-    result = evaluator.wait(timeout=600) if evaluator.pending else evaluator.poll()
-    if result is not None:
+    if evaluator.pending:
+        result = evaluator.wait(timeout=600)
+        if result is None:
+            raise RuntimeError("The evaluation asked for during training did not finish in 600s; if the evaluation "
+                               "thread or process printed a traceback above, that is why.")
+        record_eval(result)
+    elif (result := evaluator.poll()) is not None:
         record_eval(result)
     if not history["eval"] or history["eval"][-1]["frames"] != frames:
         eval_started[frames] = wall()
         record_eval(evaluator.evaluate(actor, step=frames))
     evaluator.shutdown()
-    checkpoint = save_checkpoint(run_dir, frames, args, env_config, actor, loss, optimizer, history, logger, replay_buffer)
+    checkpoint = save_checkpoint(run_dir, frames, wall(), args, env_config, actor, loss, optimizer, history, logger, replay_buffer)
     plot_learning_curve(history, run_dir / "learning_curve.png", f"{args.algo.upper()} on {args.env} ({args.observation})")
     write_history(history, run_dir / "history.csv")
     final = history["eval"][-1]

@@ -109,3 +109,24 @@ def test_resume_refuses_changed_arguments_and_fresh_runs_refuse_old_directories(
         train_script.main(["--run-dir", str(tmp_path / "run")])
     with pytest.raises(SystemExit, match="no checkpoint under"):
         train_script.main(["--run-dir", str(tmp_path / "empty"), "--resume"])
+
+
+def test_sac_on_r3m_embeddings_of_camera_images(tmp_path):
+    from torchvision import models
+
+    convnet = models.resnet18()
+    convnet.fc = torch.nn.Identity()
+    torch.save({"r3m": {f"module.convnet.{k}": v for k, v in convnet.state_dict().items()}}, tmp_path / "r3m_18.pt")
+    run_dir = tmp_path / "r3m"
+    run(train(run_dir, "--env", "FrankaReachRandom_v2d-v0", "--observation", "r3m", "--encoder-model", "resnet18",
+              "--encoder-weights", str(tmp_path), "--cameras", "top_cam", "--image-size", "64", "--total-frames", "200",
+              "--init-random-frames", "100", "--batch-size", "16", "--checkpoint-every", "200", "--eval-every", "0",
+              "--hidden-sizes", "32,32", "--frames-per-batch", "100", "--eval-episodes", "1"))
+    config = json.loads((list_checkpoints(run_dir)[200] / "config.json").read_text())
+    assert config["env"]["observation"] == "r3m" and config["env"]["encoder_weights"] == str(tmp_path)
+    policy = torch.load(list_checkpoints(run_dir)[200] / "policy.pt", weights_only=False)
+    assert policy.in_keys == ["embedding"]  # 512 R3M features of top_cam + the proprioception
+    first_layer = next(m for m in policy.modules() if isinstance(m, torch.nn.Linear))
+    assert first_layer.in_features == 512 + 18
+    video = imageio.mimread(run_dir / "rollout.mp4")
+    assert video[0].shape == (64, 64, 3)  # R3M pipelines film the camera they embed
