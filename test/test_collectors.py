@@ -103,7 +103,7 @@ def test_collect_script_writes_a_buffer_that_reloads(tmp_path):
                "--buffer-dir", str(buffer_dir), "--video-env", ""]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "200 frames from 1 worker(s) x 2 envs" in done.stdout, done.stdout
+    assert "200 frames from 1 local worker(s) x 2 envs" in done.stdout, done.stdout
 
     buffer = TensorDictReplayBuffer(storage=LazyMemmapStorage(200))
     buffer.loads(buffer_dir)
