@@ -9,7 +9,9 @@
 One collector worker per entry of ``--devices``, each stepping
 ``TransformedEnv(ParallelEnv(--envs-per-worker, EnvCreator(RoboHiveEnv)), pixel pipeline)`` on
 its device (with one device, the collection runs in this process; with several, torchrl's
-``MultiAsyncCollector`` runs a process per device). Pixel pipelines, after the batching:
+``MultiAsyncCollector`` runs a process per device). On a CPU, one env per worker process is
+the fastest layout for cheap simulators (``--devices cpu,cpu --envs-per-worker 1``: twice the
+frames/s of the default on 2 cores, see benchmarks/RESULTS.md). Pixel pipelines, after the batching:
 
 * ``frames``: ToTensorImage -> Resize -> GrayScale -> CatFrames -> ObservationNorm, whose
   mean and standard deviation come from ``init_stats`` on ``--norm-init-frames`` random frames;
@@ -114,7 +116,9 @@ def make_worker_env(args: Args, device: str, norm_stats: tuple[torch.Tensor, tor
     if args.pixels != "none":
         render = dict(from_pixels=True, cameras=args.cameras.split(","), image_size=(args.image_size,) * 2, shadows=False)
     create = functools.partial(RoboHiveEnv, args.env, device=device, **render)
-    env = TransformedEnv(ParallelEnv(args.envs_per_worker, EnvCreator(create), device=device))
+    # a ParallelEnv of one process would only add a round trip per step
+    base = create() if args.envs_per_worker == 1 else ParallelEnv(args.envs_per_worker, EnvCreator(create), device=device)
+    env = TransformedEnv(base)
     if args.pixels == "frames":
         env.append_transform(ToTensorImage(in_keys=["pixels"]))  # uint8 [.., H, W, 3] -> float [.., 3, H, W] in [0, 1]
         env.append_transform(Resize(args.resize, args.resize, in_keys=["pixels"]))
