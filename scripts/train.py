@@ -345,6 +345,7 @@ def main(argv=None):
         functools.partial(make_env, env_config),
         policy_factory=functools.partial(make_eval_policy, in_key=in_key, obs_dim=obs_dim, action_spec=action_spec, hidden=hidden),
         num_trajectories=args.eval_episodes,
+        frames_per_batch=100,  # steps between checks for finished episodes (torchrl's default, 1000, is slow to render)
         backend=args.eval_backend,
         metrics_fn=functools.partial(success_rate, success_steps=env_config.success_steps),
         collector_kwargs={"traj_format": "padded"},

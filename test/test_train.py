@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from agenthive.env_config import EnvConfig, make_env
+from agenthive.envs.maniskill import _has_maniskill
 from agenthive.evaluation import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,14 +120,26 @@ def test_sac_on_r3m_embeddings_of_camera_images(tmp_path):
     torch.save({"r3m": {f"module.convnet.{k}": v for k, v in convnet.state_dict().items()}}, tmp_path / "r3m_18.pt")
     run_dir = tmp_path / "r3m"
     run(train(run_dir, "--env", "FrankaReachRandom_v2d-v0", "--observation", "r3m", "--encoder-model", "resnet18",
-              "--encoder-weights", str(tmp_path), "--cameras", "top_cam", "--image-size", "64", "--total-frames", "200",
-              "--init-random-frames", "100", "--batch-size", "16", "--checkpoint-every", "200", "--eval-every", "0",
-              "--hidden-sizes", "32,32", "--frames-per-batch", "100", "--eval-episodes", "1"))
-    config = json.loads((list_checkpoints(run_dir)[200] / "config.json").read_text())
+              "--encoder-weights", str(tmp_path), "--cameras", "top_cam", "--image-size", "64", "--total-frames", "100",
+              "--init-random-frames", "50", "--batch-size", "16", "--checkpoint-every", "100", "--eval-every", "0",
+              "--hidden-sizes", "32,32", "--frames-per-batch", "50", "--eval-episodes", "1"))
+    config = json.loads((list_checkpoints(run_dir)[100] / "config.json").read_text())
     assert config["env"]["observation"] == "r3m" and config["env"]["encoder_weights"] == str(tmp_path)
-    policy = torch.load(list_checkpoints(run_dir)[200] / "policy.pt", weights_only=False)
+    policy = torch.load(list_checkpoints(run_dir)[100] / "policy.pt", weights_only=False)
     assert policy.in_keys == ["embedding"]  # 512 R3M features of top_cam + the proprioception
     first_layer = next(m for m in policy.modules() if isinstance(m, torch.nn.Linear))
     assert first_layer.in_features == 512 + 18
     video = imageio.mimread(run_dir / "rollout.mp4")
     assert video[0].shape == (64, 64, 3)  # R3M pipelines film the camera they embed
+
+
+@pytest.mark.skipif(not _has_maniskill, reason="mani_skill is not installed (pip install 'agenthive[maniskill]')")
+def test_ppo_on_maniskill_pickcube_state(tmp_path):
+    run_dir = tmp_path / "pickcube"
+    done = run(train(run_dir, "--backend", "maniskill", "--env", "PickCube-v1", "--algo", "ppo", "--total-frames", "200",
+                     "--ppo-epochs", "1", "--minibatch-size", "50", "--checkpoint-every", "200", "--eval-every", "0", *SMALL))
+    assert "200 frames in" in done.stdout
+    config = json.loads((list_checkpoints(run_dir)[200] / "config.json").read_text())
+    assert config["env"]["backend"] == "maniskill"
+    video = imageio.mimread(run_dir / "rollout.mp4", memtest=False)  # ManiSkill's human-view camera
+    assert len(video) == 50 and video[0].ndim == 3
