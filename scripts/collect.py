@@ -124,7 +124,7 @@ def make_worker_env(args: Args, device: str, norm_stats: tuple[torch.Tensor, tor
         env.append_transform(Resize(args.resize, args.resize, in_keys=["pixels"]))
         env.append_transform(GrayScale(in_keys=["pixels"]))
         env.append_transform(CatFrames(N=args.stack, dim=-3, in_keys=["pixels"]))
-        loc, scale = norm_stats if norm_stats is not None else (None, None)
+        loc, scale = (t.to(device) for t in norm_stats) if norm_stats is not None else (None, None)
         env.append_transform(ObservationNorm(loc=loc, scale=scale, in_keys=["pixels"], standard_normal=True))
     elif args.pixels in EMBEDDINGS:
         env.append_transform(EMBEDDINGS[args.pixels](
