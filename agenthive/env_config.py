@@ -11,6 +11,10 @@ Observation pipelines (``observation=``):
   after the batching: one ResNet call per step for all envs and cameras), flattened and
   concatenated with the proprioceptive ``"observation"`` under ``"embedding"``.
 
+``goal_reward`` makes the env goal-conditioned (:mod:`agenthive.goals`): a
+:class:`~agenthive.goals.GoalView` on each simulator env adds ``"achieved_goal"`` and
+``"desired_goal"`` and leaves ``"observation"`` goal-free; a policy reads all three.
+
 Every env also counts steps (``"step_count"``), sums rewards (``"episode_reward"``) and marks
 first steps (``"is_init"``, which :class:`~agenthive.modules.RemotePolicyModule` reads).
 """
@@ -55,12 +59,15 @@ class EnvConfig:
     image_size: int = 224  # rendered image height and width for r3m/vip
     frame_skip: int = 1  # repeat each action this many simulator steps
     env_kwargs: dict = field(default_factory=dict)  # more keyword arguments for RoboHiveEnv / ManiSkillEnv
+    goal_reward: str | None = None  # goal-conditioned: "env" (the task's reward) or "success" (0 on success, else -1)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r}: expected one of {BACKENDS}.")
         if self.observation not in OBSERVATIONS:
             raise ValueError(f"observation={self.observation!r}: expected one of {OBSERVATIONS}.")
+        if self.goal_reward not in (None, "env", "success"):
+            raise ValueError(f"goal_reward={self.goal_reward!r}: expected None, 'env' or 'success'.")
         if self.backend == "maniskill" and self.observation != "state":
             raise ValueError("ManiSkill envs are built with observation='state' here; images need obs_mode='rgb' "
                              "and a GPU to train at a useful speed.")
@@ -69,6 +76,11 @@ class EnvConfig:
     def policy_key(self) -> str:
         """The entry a policy reads: ``"observation"`` (state) or ``"embedding"`` (R3M/VIP)."""
         return "observation" if self.observation == "state" else "embedding"
+
+    @property
+    def policy_keys(self) -> list[str]:
+        """The entries a policy reads: :attr:`policy_key`, and the achieved and desired goal with ``goal_reward``."""
+        return [self.policy_key, "achieved_goal", "desired_goal"] if self.goal_reward else [self.policy_key]
 
     @property
     def success_steps(self) -> int:
@@ -99,7 +111,7 @@ def _robohive(config: EnvConfig, device, video_camera, video_size):
         kwargs.update(from_pixels=True, cameras=config.cameras or None, image_size=size, shadows=False)
     elif video_camera:
         kwargs.update(from_pixels=True, cameras=[video_camera], image_size=(video_size, video_size))
-    return RoboHiveEnv(config.env, **kwargs)
+    return _with_goal_view(config, RoboHiveEnv(config.env, **kwargs))
 
 
 def _maniskill(config: EnvConfig, device, num_envs, video):
@@ -108,7 +120,16 @@ def _maniskill(config: EnvConfig, device, num_envs, video):
     kwargs = dict(config.env_kwargs, device=device, render_mode="rgb_array" if video else None)
     if config.frame_skip != 1:
         raise ValueError("frame_skip is a RoboHive option; ManiSkill's control frequency is set with sim_config.")
-    return ManiSkillEnv(config.env, num_envs=num_envs, **kwargs)
+    return _with_goal_view(config, ManiSkillEnv(config.env, num_envs=num_envs, **kwargs))
+
+
+def _with_goal_view(config: EnvConfig, env: EnvBase) -> EnvBase:
+    """A GoalView reads the simulator, so it sits on each simulator env (in each ParallelEnv worker)."""
+    if not config.goal_reward:
+        return env
+    from agenthive.goals import GoalView
+
+    return TransformedEnv(env, GoalView(reward=config.goal_reward))
 
 
 def make_env(
@@ -171,4 +192,4 @@ def make_env(
             CatTensors(["image_embedding", "observation"], out_key="embedding", del_keys=False),
         ]
     transforms += [StepCounter(), RewardSum(), InitTracker()]
-    return TransformedEnv(base, Compose(*transforms))
+    return TransformedEnv(base, Compose(*transforms), auto_unwrap=True)  # one env's GoalView joins these

@@ -17,6 +17,8 @@ a few episodes under ``--out-dir``.
 
 An episode counts as a success when the env's ``"success"`` held on more than
 :attr:`~agenthive.env_config.EnvConfig.success_steps` of its steps (RoboHive's rule: 5).
+For goal-reaching tasks two more rates are reported: success at the episode's last step
+(``success_end``: the goal is held) and at any step (``success_any``: it was reached).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ CHECKPOINT_PREFIX = "step_"  # checkpoints are <run>/checkpoints/step_<frames, 9
 
 # --- episodes ---------------------------------------------------------------------------
 def episode_records(trajectories: TensorDictBase, success_steps: int) -> list[dict]:
-    """Return, length and success of each episode of padded ``[episodes, T]`` trajectories.
+    """Return, length, success, success at the last step and at any step of each episode of padded ``[episodes, T]`` trajectories.
 
     ``trajectories`` carries ``("collector", "mask")`` (as collectors with
     ``trajs_per_batch`` write it), ``("next", "reward")`` and ``("next", "success")``.
@@ -52,16 +54,19 @@ def episode_records(trajectories: TensorDictBase, success_steps: int) -> list[di
     mask = trajectories.get(("collector", "mask"))
     reward = trajectories.get(("next", "reward")).squeeze(-1) * mask
     success = trajectories.get(("next", "success")).squeeze(-1) & mask
+    lengths = mask.sum(-1)
+    at_end = success.gather(-1, (lengths - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return [
-        {"return": float(r), "length": int(n), "success": bool(s > success_steps)}
-        for r, n, s in zip(reward.sum(-1).tolist(), mask.sum(-1).tolist(), success.sum(-1).tolist())
+        {"return": float(r), "length": int(n), "success": bool(s > success_steps), "success_end": e, "success_any": bool(s > 0)}
+        for r, n, s, e in zip(reward.sum(-1).tolist(), lengths.tolist(), success.sum(-1).tolist(), at_end.tolist())
     ]
 
 
 def success_rate(trajectories: TensorDictBase, success_steps: int) -> dict[str, float]:
-    """``{"success_rate": ...}`` of padded trajectories (a ``metrics_fn`` for torchrl's ``Evaluator``)."""
+    """``{"success_rate", "success_end", "success_any"}`` of padded trajectories (a ``metrics_fn`` for torchrl's ``Evaluator``)."""
     records = episode_records(trajectories, success_steps)
-    return {"success_rate": sum(r["success"] for r in records) / max(len(records), 1)}
+    return {key: sum(r[field] for r in records) / max(len(records), 1)
+            for key, field in (("success_rate", "success"), ("success_end", "success_end"), ("success_any", "success_any"))}
 
 
 def run_episodes(env, policy, episodes: int, *, seed: int = 0) -> TensorDictBase:
@@ -230,6 +235,8 @@ def evaluate(
             "env": config.to_dict(),
             "episodes": len(records),
             "success_rate": sum(r["success"] for r in records) / len(records),
+            "success_end": sum(r["success_end"] for r in records) / len(records),
+            "success_any": sum(r["success_any"] for r in records) / len(records),
             "return_mean": returns.mean().item(),
             "return_std": returns.std().item() if len(records) > 1 else 0.0,
             "length_mean": sum(r["length"] for r in records) / len(records),

@@ -6,6 +6,7 @@
     .venv/bin/python scripts/train.py --backend maniskill --env PickCube-v1 --algo ppo --num-envs 1024 \\
         --collector-devices cuda:0 --device cuda:0 --frames-per-batch 51200 --gamma 0.8 --gae-lambda 0.9
     .venv/bin/python scripts/train.py --run-dir runs/reach --resume     # continue a run from its last checkpoint
+    .venv/bin/python scripts/train.py --goal-reward success --her future --gamma 0.98   # SAC+HER, sparse reward
 
 Everything goes under ``--run-dir`` (default ``runs/<env>-<algo>-seed<seed>``):
 
@@ -22,6 +23,16 @@ The policy is evaluated every ``--eval-every`` frames by torchrl's ``Evaluator``
 separate process (``--eval-backend process``), while collection and training go on.
 An episode is a success when RoboHive's ``solved`` held on more than 5 of its steps
 (RoboHive's own rule; ManiSkill: success reached).
+
+``--goal-reward`` makes the task goal-conditioned (:mod:`agenthive.goals`, RoboHive
+reach/push/pick-place and ManiSkill PickCube/PushCube): the networks read ``observation``,
+``achieved_goal`` and ``desired_goal``, and ``success`` rewards 0 on success and -1
+otherwise. ``--her`` adds hindsight relabelling (torchrl's ``HERReplayBuffer``): the
+collector yields whole episodes (finished sub-envs reset alone, their last transition
+kept), and sampled goals are replaced by goals achieved later in the episode
+(``future``), at its end (``final``) or anywhere in it (``episode``), with the task's
+reward recomputed for them. Evaluations then also report the success rate at the
+episodes' last step and at any step.
 
 ``--resume`` reloads the last checkpoint of ``--run-dir`` with its saved arguments (only
 ``--total-frames`` may be raised) and continues counting frames from there.
@@ -40,11 +51,11 @@ from pathlib import Path
 
 import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 import torch
-from tensordict.nn import TensorDictModule
+from tensordict.nn import TensorDictModule, TensorDictSequential
 from tensordict.nn.distributions import NormalParamExtractor
 from torch import nn
 from torchrl.collectors import Collector, Evaluator, MultiAsyncCollector, MultiSyncCollector
-from torchrl.data import LazyMemmapStorage, TensorDictReplayBuffer
+from torchrl.data import HERReplayBuffer, LazyMemmapStorage, TensorDictReplayBuffer
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import ClipPPOLoss, SACLoss, SoftUpdate
 from torchrl.objectives.value import GAE
@@ -53,6 +64,7 @@ from tqdm import tqdm
 
 from agenthive.env_config import EnvConfig, make_env
 from agenthive.evaluation import CHECKPOINT_PREFIX, list_checkpoints, record_video, success_rate
+from agenthive.goals import goal_task
 
 
 def arg(default, help):
@@ -77,6 +89,8 @@ class Args:
     cameras: str = arg("", "comma-separated cameras for r3m/vip (default: the task's own)")
     image_size: int = arg(224, "image height and width for r3m/vip")
     frame_skip: int = arg(1, "repeat each action this many simulator steps")
+    goal_reward: str = arg("", "goal-conditioned (policy reads observation, achieved_goal, desired_goal) with the task's "
+                           "reward (env) or 0 on success, else -1 (success); empty: not goal-conditioned")
     # collection
     num_envs: int = arg(1, "envs stepped in parallel per collector worker (ManiSkill on cuda: in one GPU simulator)")
     collector_devices: str = arg("cpu", "comma-separated devices, one collector worker each (e.g. cuda:0,cuda:1)")
@@ -98,6 +112,8 @@ class Args:
     utd_ratio: float = arg(0.5, "SAC: gradient steps per collected frame")
     buffer_size: int = arg(100_000, "SAC: replay buffer capacity (frames)")
     tau: float = arg(0.005, "SAC: target network update rate")
+    her: str = arg("", "SAC: hindsight goal relabelling (needs --goal-reward) with strategy future, final or episode")
+    her_ratio: float = arg(0.8, "HER: fraction of each sampled batch whose goals are relabelled")
     # PPO
     ppo_epochs: int = arg(10, "PPO: passes over each batch")
     minibatch_size: int = arg(256, "PPO: transitions per gradient step")
@@ -138,18 +154,21 @@ def env_config_of(args: Args) -> EnvConfig:
         env=args.env, backend=args.backend, observation=args.observation, encoder_model=args.encoder_model,
         encoder_weights=args.encoder_weights or None, encoder_pretrained=args.encoder_pretrained,
         cameras=[c for c in args.cameras.split(",") if c], image_size=args.image_size, frame_skip=args.frame_skip,
+        goal_reward=args.goal_reward or None,
     )
 
 
 # --- networks -----------------------------------------------------------------------------------
-def make_actor(in_key: str, obs_dim: int, action_spec, hidden: list[int]) -> ProbabilisticActor:
-    """A tanh-Gaussian policy; outside an exploration context it acts deterministically (tanh of the mean)."""
-    net = nn.Sequential(
-        MLP(in_features=obs_dim, out_features=2 * action_spec.shape[-1], num_cells=hidden, activation_class=nn.ReLU),
-        NormalParamExtractor(),
+def make_actor(in_keys: list[str], obs_dim: int, action_spec, hidden: list[int]) -> ProbabilisticActor:
+    """A tanh-Gaussian policy of ``in_keys`` (its MLP concatenates them); outside an exploration context it acts deterministically (tanh of the mean)."""
+    mlp = MLP(in_features=obs_dim, out_features=2 * action_spec.shape[-1], num_cells=hidden, activation_class=nn.ReLU)
+    net = TensorDictSequential(
+        TensorDictModule(mlp, in_keys=in_keys, out_keys=["params"]),
+        TensorDictModule(NormalParamExtractor(), in_keys=["params"], out_keys=["loc", "scale"]),
+        selected_out_keys=["loc", "scale"],
     )
     return ProbabilisticActor(
-        TensorDictModule(net, in_keys=[in_key], out_keys=["loc", "scale"]),
+        net,
         in_keys=["loc", "scale"],
         spec=action_spec,
         distribution_class=TanhNormal,
@@ -158,13 +177,13 @@ def make_actor(in_key: str, obs_dim: int, action_spec, hidden: list[int]) -> Pro
     )
 
 
-def make_eval_policy(env=None, *, in_key, obs_dim, action_spec, hidden):
+def make_eval_policy(env=None, *, in_keys, obs_dim, action_spec, hidden):
     """Evaluator's policy_factory: the same architecture, built in the evaluation process (``env`` unused)."""
-    return make_actor(in_key, obs_dim, action_spec, hidden)
+    return make_actor(in_keys, obs_dim, action_spec, hidden)
 
 
 def make_critic(in_keys: list[str], in_dim: int, hidden: list[int]) -> ValueOperator:
-    """Q(s, a) for SAC (in_keys: observation and action), V(s) for PPO (observation only)."""
+    """Q(s, a) for SAC (in_keys: the policy's and action), V(s) for PPO (the policy's only)."""
     return ValueOperator(MLP(in_features=in_dim, out_features=1, num_cells=hidden, activation_class=nn.ReLU), in_keys=in_keys)
 
 
@@ -249,11 +268,12 @@ def plot_learning_curve(history: dict, path: Path, title: str) -> None:
 def write_history(history: dict, path: Path) -> None:
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["frames", "wall_s", "kind", "return", "success_rate", "episode_length"])
+        writer.writerow(["frames", "wall_s", "kind", "return", "success_rate", "episode_length", "success_end", "success_any"])
         for e in history["eval"]:
-            writer.writerow([e["frames"], f"{e['wall_s']:.1f}", "eval", e["return"], e["success_rate"], e["episode_length"]])
+            writer.writerow([e["frames"], f"{e['wall_s']:.1f}", "eval", e["return"], e["success_rate"], e["episode_length"],
+                             e["success_end"], e["success_any"]])
         for t in history["train"]:
-            writer.writerow([t["frames"], f"{t['wall_s']:.1f}", "train", t["return"], "", t["episode_length"]])
+            writer.writerow([t["frames"], f"{t['wall_s']:.1f}", "train", t["return"], "", t["episode_length"], "", ""])
 
 
 # --- training ------------------------------------------------------------------------------------------
@@ -261,6 +281,8 @@ def main(argv=None):
     args, run_dir, resumed = start_run(parse_args(argv))
     if args.algo not in ("sac", "ppo"):
         raise SystemExit(f"--algo {args.algo!r}: expected sac or ppo")
+    if args.her and (args.her not in ("future", "final", "episode") or not args.goal_reward or args.algo != "sac"):
+        raise SystemExit(f"--her {args.her!r}: expected future, final or episode, with --algo sac and --goal-reward env or success")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     if args.torch_threads:
@@ -271,21 +293,22 @@ def main(argv=None):
 
     # specs from one env
     probe = make_env(env_config)
-    in_key = env_config.policy_key
-    obs_dim = probe.observation_spec[in_key].shape[-1]
+    in_keys = env_config.policy_keys
+    obs_dim = sum(probe.observation_spec[key].shape[-1] for key in in_keys)
     action_spec = probe.action_spec
+    her_reward = goal_task(probe.base_env, reward=args.goal_reward) if args.her else None  # HER's reward_fn, for any goal
     probe.close()
     action_dim = action_spec.shape[-1]
 
     # networks and loss
-    actor = make_actor(in_key, obs_dim, action_spec, hidden).to(device)
+    actor = make_actor(in_keys, obs_dim, action_spec, hidden).to(device)
     if args.algo == "sac":
-        critic = make_critic([in_key, "action"], obs_dim + action_dim, hidden).to(device)
+        critic = make_critic([*in_keys, "action"], obs_dim + action_dim, hidden).to(device)
         loss = SACLoss(actor, critic, num_qvalue_nets=2, loss_function="l2", delay_qvalue=True, alpha_init=1.0, action_spec=action_spec)
         loss.make_value_estimator(gamma=args.gamma)
         target_update = SoftUpdate(loss, tau=args.tau)
     else:
-        critic = make_critic([in_key], obs_dim, hidden).to(device)
+        critic = make_critic(in_keys, obs_dim, hidden).to(device)
         loss = ClipPPOLoss(actor, critic, clip_epsilon=args.clip_epsilon, entropy_coeff=args.entropy_coef, normalize_advantage=True)
         advantage = GAE(gamma=args.gamma, lmbda=args.gae_lambda, value_network=critic, average_gae=False)
     optimizer = torch.optim.Adam(loss.parameters(), lr=args.lr)
@@ -301,7 +324,11 @@ def main(argv=None):
     replay_buffer = None
     if args.algo == "sac":
         storage = LazyMemmapStorage(args.buffer_size, scratch_dir=run_dir / "replay_buffer" / "storage")
-        replay_buffer = TensorDictReplayBuffer(storage=storage, batch_size=args.batch_size)
+        if args.her:  # relabels goals with achieved ones of the same episode (stored whole, in order)
+            replay_buffer = HERReplayBuffer(reward_fn=her_reward, strategy=args.her, her_ratio=args.her_ratio,
+                                            achieved_goal_key=("next", "achieved_goal"), storage=storage, batch_size=args.batch_size)
+        else:
+            replay_buffer = TensorDictReplayBuffer(storage=storage, batch_size=args.batch_size)
         if resumed is not None:
             replay_buffer.loads(run_dir / "replay_buffer")
 
@@ -321,6 +348,10 @@ def main(argv=None):
         frames_per_batch=args.frames_per_batch, total_frames=remaining, storing_device=device,
         init_random_frames=max(args.init_random_frames - frames, 0) if args.algo == "sac" else None,
     )
+    if args.her:  # whole episodes, each contiguous: HER finds an episode's goals between its done flags
+        if args.collector_backend != "local":
+            raise SystemExit("--her needs whole episodes from the collector: use --collector-backend local.")
+        common.update(trajs_per_batch=args.num_envs, traj_format="cat")
     if args.collector_backend != "local":  # PPO: every batch from all workers with the same weights
         from agenthive.distributed import distributed_collector
 
@@ -343,7 +374,7 @@ def main(argv=None):
     # evaluation beside training (another process by default)
     evaluator = Evaluator(
         functools.partial(make_env, env_config),
-        policy_factory=functools.partial(make_eval_policy, in_key=in_key, obs_dim=obs_dim, action_spec=action_spec, hidden=hidden),
+        policy_factory=functools.partial(make_eval_policy, in_keys=in_keys, obs_dim=obs_dim, action_spec=action_spec, hidden=hidden),
         num_trajectories=args.eval_episodes,
         frames_per_batch=100,  # steps between checks for finished episodes (torchrl's default, 1000, is slow to render)
         backend=args.eval_backend,
@@ -360,9 +391,10 @@ def main(argv=None):
     def record_eval(result: dict) -> None:
         step = int(result["eval/step"])
         point = {"frames": step, "wall_s": eval_started.get(step, wall()), "return": float(result["eval/reward"]),
-                 "success_rate": float(result["eval/success_rate"]), "episode_length": float(result["eval/episode_length"])}
+                 "success_rate": float(result["eval/success_rate"]), "episode_length": float(result["eval/episode_length"]),
+                 "success_end": float(result["eval/success_end"]), "success_any": float(result["eval/success_any"])}
         history["eval"].append(point)
-        for key in ("return", "success_rate", "episode_length"):
+        for key in ("return", "success_rate", "episode_length", "success_end", "success_any"):
             logger.log_scalar(f"eval/{key}", point[key], step=point["frames"])
 
     next_eval = (frames // args.eval_every + 1) * args.eval_every if args.eval_every else None

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import doctest
 import functools
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +18,10 @@ from torchrl.envs import Compose, EnvCreator, ParallelEnv, StepCounter, Transfor
 from torchrl.envs.utils import check_env_specs
 
 from agenthive import goals
+from agenthive.env_config import EnvConfig
 from agenthive.envs import RoboHiveEnv
 from agenthive.envs.maniskill import ManiSkillEnv, _has_maniskill
+from agenthive.evaluation import evaluate, list_checkpoints
 from agenthive.goals import DistanceCurriculum, GoalSetter, GoalView
 
 ROBOHIVE_TASKS = ["FrankaReachRandom-v0", "FetchReachRandom-v0", "FrankaPushRandom-v0", "FrankaPickPlaceRandom-v0"]
@@ -238,8 +245,6 @@ def test_errors_name_what_is_wrong():
 
 
 def test_task_pickles_and_scores_batches_anywhere():
-    import pickle
-
     env = goal_env(functools.partial(RoboHiveEnv, "FrankaPushRandom-v0"))
     env.set_seed(0)
     data = env.rollout(5)
@@ -252,3 +257,35 @@ def test_task_pickles_and_scores_batches_anywhere():
 def test_docstring_examples_run():
     result = doctest.testmod(goals, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
+
+
+def test_sac_her_trains_on_whole_episodes_and_resumes(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "her"
+    common = [sys.executable, str(root / "scripts" / "train.py"), "--run-dir", str(run_dir)]
+    first = common + ["--goal-reward", "success", "--her", "episode", "--num-envs", "2", "--total-frames", "200",
+                      "--init-random-frames", "100", "--batch-size", "32", "--hidden-sizes", "32,32", "--checkpoint-every", "100",
+                      "--eval-every", "100", "--eval-episodes", "2", "--frames-per-batch", "100", "--no-video"]
+    for command in (first, common + ["--resume", "--total-frames", "400"]):
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, cwd=root)
+        assert done.returncode == 0, f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    assert "resuming" in done.stdout and "(200 frames)" in done.stdout
+    checkpoints = list_checkpoints(run_dir)
+    assert sorted(checkpoints) == [100, 200, 300, 400], f"checkpoints {sorted(checkpoints)}"
+    config = json.loads((checkpoints[400] / "config.json").read_text())
+    assert config["env"]["goal_reward"] == "success" and config["args"]["her"] == "episode"
+    # the buffer holds whole episodes one after the other: each transition's next state is the following one's state
+    storage = TensorDict.load_memmap(run_dir / "replay_buffer" / "storage")[:400]
+    done = storage["next", "done"].squeeze(-1)
+    assert done.nonzero().squeeze(-1).tolist() == [49, 99, 149, 199, 249, 299, 349, 399]
+    follows = ~done[:-1]
+    torch.testing.assert_close(storage["next", "achieved_goal"][:-1][follows], storage["achieved_goal"][1:][follows])
+    assert (storage["next", "reward"] == storage["next", "success"].float() - 1).all()
+    # the saved policy reads the goals, and the evaluation of a goal task reports both success rates
+    policy = torch.load(checkpoints[400] / "policy.pt", weights_only=False)
+    assert policy.in_keys == ["observation", "achieved_goal", "desired_goal"]
+    summary = evaluate(policy, [EnvConfig.from_dict(config["env"])], tmp_path / "eval", episodes=2, num_envs=1, videos=0)
+    assert {"success_end", "success_any"} <= set(summary["envs"][0])
+    with open(run_dir / "history.csv") as file:
+        header = file.readline().strip().split(",")
+    assert {"success_end", "success_any"} <= set(header)
