@@ -19,6 +19,10 @@ _LAZY = {
     "ManiSkillEnv": "agenthive.envs.maniskill",
     "RemoteEnv": "agenthive.envs.remote",
     "RemotePolicyModule": "agenthive.modules.remote_policy",
+    "GoalView": "agenthive.goals",
+    "GoalSetter": "agenthive.goals",
+    "DistanceCurriculum": "agenthive.goals",
+    "goal_task": "agenthive.goals",
 }
 
 
