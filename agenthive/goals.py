@@ -89,7 +89,10 @@ class GoalTask:
     def __call__(self, transition: TensorDictBase) -> torch.Tensor:
         """The reward of each transition for its ``("next", "desired_goal")``: float32 ``[..., 1]``.
 
-        This is the ``reward_fn`` of :class:`~torchrl.data.HERReplayBuffer`.
+        This is the ``reward_fn`` of :class:`~torchrl.data.HERReplayBuffer`. HER relabels
+        rewards, not terminations: a relabelled transition keeps the ``terminated`` it was
+        collected with, although ManiSkill ends episodes at success and RoboHive's reach
+        ends them when the hand is more than 1 m from the goal.
         """
         return self.evaluate(transition.get("next"))[0]
 
@@ -195,7 +198,7 @@ class RoboHiveGoalTask(GoalTask):
         site_xpos = env._env.sim_obsd.data.site_xpos  # the simulator RoboHive observes through
         achieved = torch.tensor(site_xpos[self._achieved_site], dtype=torch.float32)
         desired = torch.tensor(site_xpos[self._target_site], dtype=torch.float32)
-        return achieved.to(td.device), desired.to(td.device)
+        return achieved.to(env.device), desired.to(env.device)
 
     def goal_free_observation(self, td):
         return torch.cat([td.get(key) for key in self.observation_keys], dim=-1)
@@ -532,8 +535,8 @@ class GoalSetter(Transform):
 
     @property
     def task(self) -> GoalTask:
-        if self._task is None:
-            self._task = goal_task(self.parent.base_env)
+        if self._task is None:  # the setter scores success only, whatever reward the view gives
+            self._task = goal_task(self.parent.base_env, reward="success")
         return self._task
 
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:

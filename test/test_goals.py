@@ -236,6 +236,10 @@ def test_errors_name_what_is_wrong():
         _ = TransformedEnv(RoboHiveEnv(REACH), GoalSetter()).observation_spec
     with pytest.raises(ValueError, match="frame_skip=2"):
         TransformedEnv(RoboHiveEnv(REACH, frame_skip=2), GoalView()).reset()
+    skipping = goal_env(functools.partial(RoboHiveEnv, REACH, frame_skip=2), reward="success")  # success needs no sum
+    data = skipping.rollout(3)
+    assert torch.equal(data["next", "reward"], data["next", "success"].float() - 1)
+    skipping.close()
     batched = ParallelEnv(1, functools.partial(RoboHiveEnv, REACH))
     with pytest.raises(TypeError, match="inside each worker"):
         _ = TransformedEnv(batched, GoalView()).observation_spec
