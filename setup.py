@@ -59,7 +59,9 @@ setup(
         "maniskill": MANISKILL,
         "vision": VISION,
         "openpi": OPENPI,
-        "ray": ["ray"],  # torchrl's RayCollector for multi-host collection; not in `all` (heavy, not tested here)
+        "ray": ["ray"],
+        "tensorboard": ["tensorboard"],  # train.py --logger tensorboard
+        "wandb": ["wandb"],  # train.py --logger wandb  # torchrl's RayCollector for multi-host collection; not in `all` (heavy, not tested here)
         "dev": DEV,
         "all": sorted(set(ROBOHIVE + MANISKILL + VISION + DEV)),
     },

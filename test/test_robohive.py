@@ -303,3 +303,16 @@ def test_readme_names_the_commands_ci_runs():
     test_command = ".venv/bin/python -m pytest test"
     assert test_command in ci and test_command in readme
     assert "bash scripts/install.sh" in ci and "bash scripts/install.sh" in readme
+
+
+def test_rollout_with_a_grad_tracking_policy():
+    # a torch policy called outside torch.no_grad() returns actions that require grad
+    net = torch.nn.Linear(21, 9)
+    env = RoboHiveEnv(REACH)
+
+    def policy(td):
+        td["action"] = torch.tanh(net(td["observation"]))
+        return td
+
+    td = env.rollout(3, policy)
+    assert td["action"].requires_grad and td.shape == (3,)

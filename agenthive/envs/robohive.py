@@ -411,7 +411,7 @@ class RoboHiveWrapper(_EnvWrapper):
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         env = self._env
-        action = tensordict.get("action")
+        action = tensordict.get("action").detach()  # a policy run outside no_grad hands over a graph
         action = (action.cpu() if action.device.type != "cpu" else action).numpy()
         reward = 0.0
         for _ in range(self.frame_skip):
