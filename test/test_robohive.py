@@ -219,6 +219,14 @@ def test_bad_arguments(kwargs, error, match):
         RoboHiveEnv(REACH, **kwargs)
 
 
+def test_action_of_the_wrong_shape_names_both_shapes():
+    env = RoboHiveEnv(REACH)
+    td = env.reset()
+    with pytest.raises(ValueError, match=r"FrankaReachRandom-v0: got an action of shape \(7,\), expected \(9,\)"):
+        env.step(td.set("action", torch.zeros(7)))
+    env.step(td.set("action", torch.zeros(9)))  # the env is still usable
+
+
 @pytest.mark.skipif(importlib.util.find_spec("mujoco_py") is not None, reason="checks the error shown without mujoco_py")
 def test_sim_backend(monkeypatch):
     monkeypatch.setenv("sim_backend", "MUJOCO_PY")

@@ -350,6 +350,7 @@ class RoboHiveWrapper(_EnvWrapper):
             dtype=torch.float32,
             device=self.device,
         )
+        self._action_shape = tuple(space.shape)
 
     def _init_env(self):
         self._env.reset()
@@ -413,6 +414,11 @@ class RoboHiveWrapper(_EnvWrapper):
         env = self._env
         action = tensordict.get("action").detach()  # a policy run outside no_grad hands over a graph
         action = (action.cpu() if action.device.type != "cpu" else action).numpy()
+        if action.shape != self._action_shape:
+            raise ValueError(
+                f"{self._id(env)}: got an action of shape {tuple(action.shape)}, expected {self._action_shape} "
+                f"(env.action_spec); a batch of actions needs a batch of envs (ParallelEnv/SerialEnv)."
+            )
         reward = 0.0
         for _ in range(self.frame_skip):
             _, r, terminated, _, info = env.step(action)
