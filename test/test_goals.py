@@ -263,6 +263,18 @@ def test_docstring_examples_run():
     assert result.attempted > 0 and result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
 
 
+def test_get_started_goal_example_runs():
+    text = (Path(__file__).resolve().parents[1] / "GET_STARTED.md").read_text()
+    section = text.split("### Goal-conditioned tasks and HER", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope = {}
+    exec(compile(code, "GET_STARTED.md", "exec"), scope)
+    assert scope["td"]["desired_goal"].tolist() == pytest.approx([0.1, 0.3, 1.0])
+    assert scope["reward"].shape == (50, 1) and set(scope["reward"].unique().tolist()) <= {-1.0, 0.0}
+    assert torch.equal(scope["reward"] == 0, scope["success"])
+    scope["env"].close()
+
+
 def test_sac_her_trains_on_whole_episodes_and_resumes(tmp_path):
     root = Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "her"
