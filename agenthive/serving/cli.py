@@ -39,16 +39,21 @@ def _parser():
     return parser
 
 
+def parse_kwargs(text: str, *, example: str) -> dict:
+    """``--kwargs``: a JSON object, or a ``SystemExit`` saying what was wrong and showing ``example``."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{example}'") from None
+    if not isinstance(kwargs, dict):
+        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{example}'")
+    return kwargs
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    try:
-        kwargs = json.loads(args.kwargs)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{{\"obs_dim\": 21}}'") from None
-    if not isinstance(kwargs, dict):
-        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{{\"obs_dim\": 21}}'")
-    policy = load_policy_class(args.policy)(**kwargs)
+    policy = load_policy_class(args.policy)(**parse_kwargs(args.kwargs, example='{"obs_dim": 21}'))
     server = PolicyServer(
         policy,
         host=args.host,

@@ -35,7 +35,6 @@ Example (a gymnasium env here; ``RemoteEnv``'s docstring serves RoboHive with a 
 import argparse
 import functools
 import importlib
-import json
 import logging
 import signal
 import sys
@@ -47,6 +46,7 @@ import numpy as np
 from torchrl.envs import EnvBase
 
 from agenthive.serving import env_wire, wire
+from agenthive.serving.cli import parse_kwargs
 from agenthive.serving.router import RouterServer
 
 logger = logging.getLogger(__name__)
@@ -350,12 +350,7 @@ def main(argv=None):
     """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    try:
-        kwargs = json.loads(args.kwargs)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{{\"from_pixels\": true}}'") from None
-    if not isinstance(kwargs, dict):
-        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{{\"from_pixels\": true}}'")
+    kwargs = parse_kwargs(args.kwargs, example='{"from_pixels": true}')
     server = EnvServer(
         env_factory(args.env, args.backend, kwargs),
         host=args.host,
