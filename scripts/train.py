@@ -216,14 +216,18 @@ def start_run(given: dict) -> tuple[Args, Path, dict | None]:
 
 
 def save_checkpoint(run_dir: Path, frames: int, wall_s: float, args: Args, env_config: EnvConfig, actor, loss, optimizer,
-                    history: dict, logger, replay_buffer) -> Path:
-    """Writes checkpoints/step_<frames>/; a directory appears complete or not at all."""
+                    history: dict, logger, replay_buffer, pending_eval: int | None = None) -> Path:
+    """Writes checkpoints/step_<frames>/; a directory appears complete or not at all.
+
+    ``pending_eval``: the step of an evaluation still running (its result is not in ``history``
+    yet); a resumed run evaluates the checkpoint's policy again when that step is ``frames``.
+    """
     final = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{frames:09d}"
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     torch.save(copy.deepcopy(actor).cpu().eval(), tmp / "policy.pt")
     state = {"frames": frames, "wall_s": wall_s, "loss": loss.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
-             "torch_rng": torch.get_rng_state(), "logger": logger.state_dict()}
+             "torch_rng": torch.get_rng_state(), "logger": logger.state_dict(), "pending_eval": pending_eval}
     torch.save(state, tmp / "state.pt")
     saved_args = {k: v for k, v in dataclasses.asdict(args).items() if k != "resume"}  # how it ran is not config
     (tmp / "config.json").write_text(json.dumps({"args": saved_args, "env": env_config.to_dict()}, indent=2))
@@ -387,6 +391,15 @@ def main(argv=None):
         return wall_offset + time.perf_counter() - start
 
     eval_started = {}  # frames -> wall time at which that evaluation was asked for
+    pending_eval = None  # the step of the evaluation running beside training
+    if resumed is not None and resumed.get("pending_eval") is not None:
+        # the evaluation was still running when the checkpoint was written: its result was lost
+        if resumed["pending_eval"] == frames:  # the checkpoint holds the policy it evaluated: run it again
+            evaluator.trigger_eval(actor, step=frames)
+            eval_started[frames], pending_eval = wall_offset, frames
+        else:
+            print(f"The evaluation at {resumed['pending_eval']} frames was still running when the checkpoint at {frames} "
+                  f"was written; its policy is not saved, so that point of the curve is missing.")
 
     def record_eval(result: dict) -> None:
         step = int(result["eval/step"])
@@ -394,6 +407,7 @@ def main(argv=None):
                  "success_rate": float(result["eval/success_rate"]), "episode_length": float(result["eval/episode_length"]),
                  "success_end": float(result["eval/success_end"]), "success_any": float(result["eval/success_any"])}
         history["eval"].append(point)
+        history["eval"].sort(key=lambda e: e["frames"])
         for key in ("return", "success_rate", "episode_length", "success_end", "success_any"):
             logger.log_scalar(f"eval/{key}", point[key], step=point["frames"])
 
@@ -442,12 +456,14 @@ def main(argv=None):
         result = evaluator.poll()
         if result is not None:
             record_eval(result)
+            pending_eval = None
         if next_eval is not None and frames >= next_eval:
             if evaluator.trigger_eval(actor, step=frames):  # False: skipped, the previous one still runs
-                eval_started[frames] = wall()
+                eval_started[frames], pending_eval = wall(), frames
             next_eval += args.eval_every
         if next_checkpoint <= frames < args.total_frames:  # (the last one is written after the final evaluation)
-            save_checkpoint(run_dir, frames, wall(), args, env_config, actor, loss, optimizer, history, logger, replay_buffer)
+            save_checkpoint(run_dir, frames, wall(), args, env_config, actor, loss, optimizer, history, logger, replay_buffer,
+                            pending_eval=pending_eval)
             next_checkpoint += args.checkpoint_every
         bar.update(batch.numel())
         last = history["eval"][-1] if history["eval"] else None

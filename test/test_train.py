@@ -32,7 +32,7 @@ def run(command, timeout=600) -> subprocess.CompletedProcess:
 def test_sac_resumes_after_a_crash_with_the_same_config_and_frame_count(tmp_path):
     run_dir = tmp_path / "sac"
     command = train(run_dir, "--algo", "sac", "--total-frames", "1000", "--init-random-frames", "100", "--batch-size", "32",
-                    "--checkpoint-every", "200", "--eval-every", "500", "--no-video", *SMALL)
+                    "--checkpoint-every", "200", "--eval-every", "200", "--no-video", *SMALL)
     # a crash: the whole process group (trainer, env and evaluation workers) killed at once
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 600
@@ -61,7 +61,10 @@ def test_sac_resumes_after_a_crash_with_the_same_config_and_frame_count(tmp_path
     # one history: the points up to the checkpoint, then the resumed run's, counting on
     assert train_frames == sorted(set(train_frames)) and train_frames[-1] == 1000
     assert any(f <= crashed_at for f in train_frames) and any(f > crashed_at for f in train_frames)
-    assert [e["frames"] for e in state["history"]["eval"]][-1] == 1000
+    eval_frames = [e["frames"] for e in state["history"]["eval"]]
+    assert eval_frames == sorted(eval_frames) and eval_frames[-1] == 1000
+    # the evaluation at the checkpoint resumed from was running when the process died: run again, not lost silently
+    assert crashed_at in eval_frames or "was still running when the checkpoint" in resumed.stdout, (eval_frames, resumed.stdout[-2000:])
     # the replay buffer on disk kept the frames from before the crash and got the rest
     assert json.loads((checkpoints[1000] / "replay_buffer.json").read_text())["len"] == 1000
     assert (run_dir / "learning_curve.png").stat().st_size > 10_000
