@@ -74,14 +74,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV with $($PYTHON --version)"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+pip_install() {
+  # A pip configuration that names local package folders missing on this machine makes pip
+  # print one "Location ... is ignored" warning per package: drop those, keep the rest.
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" \
+    2> >(grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory" >&2)
+}
 log "pip: torch, torchrl, RoboHive's and ManiSkill's dependencies, agenthive"
 # torch 2.14.1 + torchvision 0.29.1 are the pair that import together on these machines.
-"${PIP[@]}" "torch==2.14.1" "torchvision==0.29.1"
-"${PIP[@]}" -e ".[robohive,maniskill,vision,dev]"
+pip_install "torch==2.14.1" "torchvision==0.29.1"
+pip_install -e ".[robohive,maniskill,vision,dev]"
 # RoboHive's own metadata pins h5py==3.7.0, which does not build on Python 3.11: install
 # it without dependencies (the robohive extra above names the real ones).
-"${PIP[@]}" --no-deps "robohive==0.7.0"
+pip_install --no-deps "robohive==0.7.0"
 
 # --- 3. RoboHive assets ----------------------------------------------------------------
 log "RoboHive assets"
