@@ -33,10 +33,9 @@ torchrl replay buffer memory-mapped on disk (``LazyMemmapStorage``), which reloa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
@@ -57,12 +56,9 @@ from torchrl.envs import (
 )
 from tqdm import tqdm
 
+from agenthive.config_args import add_dataclass_arguments, arg
 from agenthive.envs import RoboHiveEnv
 from agenthive.vision import EMBEDDINGS
-
-
-def arg(default, help):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -96,12 +92,7 @@ class Args:
 
 def parse_args(argv=None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in dataclasses.fields(Args):
-        name, help_ = f"--{f.name.replace('_', '-')}", f"{f.metadata['help']} (default: {f.default!r})"
-        if isinstance(f.default, bool):
-            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
-        else:
-            parser.add_argument(name, type=type(f.default), default=f.default, help=help_)
+    add_dataclass_arguments(parser, Args)
     args = Args(**vars(parser.parse_args(argv)))
     if args.pixels not in ("none", "frames", "r3m", "vip"):
         parser.error(f"--pixels {args.pixels!r}: expected none, frames, r3m or vip")

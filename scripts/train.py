@@ -46,7 +46,7 @@ import dataclasses
 import functools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
@@ -62,13 +62,10 @@ from torchrl.objectives.value import GAE
 from torchrl.record.loggers import get_logger
 from tqdm import tqdm
 
+from agenthive.config_args import add_dataclass_arguments, arg
 from agenthive.env_config import EnvConfig, make_env
 from agenthive.evaluation import CHECKPOINT_PREFIX, list_checkpoints, record_video, success_rate
 from agenthive.goals import goal_task
-
-
-def arg(default, help):
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -139,13 +136,7 @@ RESUMABLE = {"run_dir", "resume", "total_frames"}
 def parse_args(argv=None) -> dict:
     """The arguments given on the command line (only those)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        name = f"--{f.name.replace('_', '-')}"
-        help_ = f"{f.metadata['help']} (default: {f.default!r})"
-        if isinstance(f.default, bool):
-            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
-        else:
-            parser.add_argument(name, type=type(f.default), default=argparse.SUPPRESS, help=help_)
+    add_dataclass_arguments(parser, Args, only_given=True)
     return vars(parser.parse_args(argv))
 
 
