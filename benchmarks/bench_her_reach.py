@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"sac_her": ["--her", "future"], "sac": []}
+NEAR = 1000  # frames: whole-episode batches make runs and evaluations overshoot or stop short by this much at most
 
 
 def train_args(frames: int, seed: int, run_dir: Path, eval_every: int, eval_episodes: int) -> list[str]:
@@ -45,7 +46,7 @@ def run(arm: str, seed: int, frames: int, out_dir: Path, eval_every: int, eval_e
     run_dir = out_dir / f"{arm}-seed{seed}"
     history = run_dir / "history.csv"
     rows = _eval_rows(history) if history.is_file() else []
-    if rows and rows[-1]["frames"] > frames - 1000:  # whole-episode batches may stop a few frames short
+    if rows and rows[-1]["frames"] > frames - NEAR:
         return rows
     command = [sys.executable, str(ROOT / "scripts" / "train.py")]
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step_*[0-9]")):
@@ -66,8 +67,8 @@ def _eval_rows(path: Path) -> list[dict]:
 
 
 def at(rows: list[dict], frames: int, key: str) -> float | None:
-    """The evaluation nearest to ``frames`` (within 1000: collectors of whole episodes overshoot or stop short), or None."""
-    near = [r for r in rows if abs(r["frames"] - frames) < 1000]
+    """The evaluation nearest to ``frames`` (within ``NEAR``), or None."""
+    near = [r for r in rows if abs(r["frames"] - frames) < NEAR]
     return min(near, key=lambda r: abs(r["frames"] - frames))[key] if near else None
 
 

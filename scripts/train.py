@@ -398,7 +398,6 @@ def main(argv=None):
                  "success_rate": float(result["eval/success_rate"]), "episode_length": float(result["eval/episode_length"]),
                  "success_end": float(result["eval/success_end"]), "success_any": float(result["eval/success_any"])}
         history["eval"].append(point)
-        history["eval"].sort(key=lambda e: e["frames"])
         for key in ("return", "success_rate", "episode_length", "success_end", "success_any"):
             logger.log_scalar(f"eval/{key}", point[key], step=point["frames"])
 
