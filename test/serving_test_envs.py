@@ -4,6 +4,7 @@
 steps, so a rollout resets some of them and not others (torchrl's ``"_reset"`` masks).
 ``FragileEnv``: a counter whose step raises when the action is above 0.9, like a driver
 refusing a command.
+``BareStepEnv``: a counter whose step outputs need torchrl's completion (missing done keys, reward shape).
 """
 import torch
 from tensordict import TensorDict
@@ -39,6 +40,30 @@ class FragileEnv(EnvBase):
              "done": torch.zeros(1, dtype=torch.bool), "terminated": torch.zeros(1, dtype=torch.bool)},
             [],
         )
+
+    def _set_seed(self, seed):
+        pass
+
+
+class BareStepEnv(EnvBase):
+    """A counter whose ``_step`` leaves the rest to torchrl: no "terminated", a reward of shape
+    [] where the spec says [1]. torchrl's ``_step_proc_data`` completes it."""
+
+    def __init__(self):
+        super().__init__(batch_size=[])
+        self.observation_spec = Composite(observation=Unbounded((1,), dtype=torch.float32))
+        self.action_spec = Bounded(-1.0, 1.0, (1,))
+        self.reward_spec = Unbounded((1,))
+        self.count = 0
+
+    def _reset(self, tensordict=None, **kwargs):
+        self.count = 0
+        return TensorDict({"observation": torch.zeros(1), "done": torch.zeros(1, dtype=torch.bool)}, [])
+
+    def _step(self, tensordict):
+        self.count += 1
+        done = torch.tensor([self.count % 4 == 0])
+        return TensorDict({"observation": torch.full((1,), float(self.count)), "reward": tensordict["action"].sum(), "done": done}, [])
 
     def _set_seed(self, seed):
         pass

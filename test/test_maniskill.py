@@ -19,6 +19,7 @@ from torchrl.record import CSVLogger, PixelRenderTransform, VideoRecorder
 
 from agenthive.envs import maniskill
 from agenthive.envs.maniskill import ManiSkillEnv, _has_maniskill
+from step_checks import assert_step_output_is_complete
 
 pytestmark = pytest.mark.skipif(not _has_maniskill, reason="mani_skill is not installed (pip install 'agenthive[maniskill]')")
 
@@ -65,6 +66,7 @@ def pick():
 def test_check_env_specs_offline_task(task):
     env = ManiSkillEnv(task)
     check_env_specs(env)
+    assert_step_output_is_complete(env)
     env.close()
 
 
@@ -121,6 +123,7 @@ def test_set_seed_chain_matches_parallel_env():
 def test_rgb_pixels_uint8_and_not_constant():
     env = ManiSkillEnv(PICK, obs_mode="rgb", sensor_configs={"width": 64, "height": 64})
     check_env_specs(env)
+    assert_step_output_is_complete(env, steps=1)
     rollout = env.rollout(3)
     pixels = rollout["next", "pixels"]
     assert env.camera_names == ["base_camera"]
@@ -191,6 +194,7 @@ def test_gpu_batched_partial_reset_resets_only_masked_sub_envs():
     env = ManiSkillEnv(PICK, num_envs=4, obs_mode="state_dict")
     assert env.device.type == "cuda" and env.batch_size == (4,)
     check_env_specs(env)
+    assert_step_output_is_complete(env)
     td = env.reset()
     start = td["agent", "qpos"].clone()
     for _ in range(5):

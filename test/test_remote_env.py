@@ -29,7 +29,8 @@ from agenthive.serving import PolicyClient, env_wire, wire
 from agenthive.serving.env_server import EnvServer
 from env_server_process import EnvServerProcess
 from policy_server_process import PolicyServerProcess
-from serving_test_envs import counting_batched
+from serving_test_envs import BareStepEnv, counting_batched
+from step_checks import assert_step_output_is_complete
 
 PIXELS = '{"from_pixels": true, "cameras": ["top_cam"], "image_size": [64, 64], "shadows": false}'
 
@@ -94,8 +95,26 @@ def test_specs_come_from_the_server_and_check_env_specs_passes(state_server):
         assert (env.full_reward_spec, env.full_done_spec) == (local.full_reward_spec, local.full_done_spec)
         assert "FrankaReachRandom-v0" in env.server_env and f":{state_server.port}" in repr(env)
         check_env_specs(env)
+        assert_step_output_is_complete(env)
     finally:
         env.close()
+
+
+def test_the_server_completes_step_outputs_as_torchrl_would():
+    # BareStepEnv's _step leaves out "terminated" and returns a reward of shape []: the server
+    # runs torchrl's completion next to the env, since RemoteEnv (a CompleteStep) skips it
+    with EnvServerProcess("serving_test_envs:BareStepEnv", "--backend", "factory") as server:
+        env = RemoteEnv("127.0.0.1", server.port)
+        try:
+            assert_step_output_is_complete(env)
+            remote = rollout(env, seed=0, steps=10)
+        finally:
+            env.close()
+    local = rollout(BareStepEnv(), seed=0, steps=10)
+    assert set(remote.keys(True, True)) == set(local.keys(True, True))
+    for key in local.keys(True, True):
+        torch.testing.assert_close(remote[key], local[key], msg=lambda m: f"{key}: {m}")
+    assert remote["next", "reward"].shape == (10, 1) and remote["next", "terminated"].any()
 
 
 def test_a_remote_rollout_equals_the_local_one_with_the_same_seed(state_server):

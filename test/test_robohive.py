@@ -17,6 +17,7 @@ from torchrl.envs.utils import check_env_specs
 
 from agenthive.envs import RoboHiveEnv, robohive_assets
 from agenthive.envs.robohive import _import_robohive
+from step_checks import assert_step_output_is_complete
 
 robohive = _import_robohive()
 # Every arm and Franka-kitchen id whose assets ship in ../shared/simhive. The *_vr3m*/
@@ -52,6 +53,7 @@ def test_suite_is_the_expected_one():
 def test_check_env_specs_state(env_id):
     env = RoboHiveEnv(env_id)
     check_env_specs(env, seed=0)
+    assert_step_output_is_complete(env)
     td = env.reset()
     assert td["observation"].dtype == torch.float32
     # each state key is its slice of "observation", in order
@@ -106,6 +108,7 @@ def test_visual_ids_state_keys_are_proprioception():
 def test_pixels_visual_ids(env_id, n_cams, size):
     env = RoboHiveEnv(env_id)
     check_env_specs(env, seed=0)
+    assert_step_output_is_complete(env, steps=1)
     td = env.rollout(2, break_when_any_done=False)
     pixels = td["next", "pixels"]
     assert pixels.shape == (2, n_cams, size, size, 3) and pixels.dtype == torch.uint8

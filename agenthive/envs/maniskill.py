@@ -27,6 +27,8 @@ from torchrl.data import Bounded, Categorical, Composite, NonTensor, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import _classproperty
 
+from agenthive.envs._complete_step import CompleteStep
+
 _has_maniskill = importlib.util.find_spec("mani_skill") is not None
 
 # Mesa's lavapipe (Vulkan on the CPU); Debian's mesa-vulkan-drivers >= 25 installs it here.
@@ -162,7 +164,7 @@ def _first(out: dict) -> dict:
     return {key: _first(value) if isinstance(value, dict) else value[0] for key, value in out.items()}
 
 
-class ManiSkillEnv(EnvBase):
+class ManiSkillEnv(CompleteStep, EnvBase):
     """A ManiSkill3 task as a TorchRL environment, batched on ManiSkill's own API.
 
     With ``num_envs=N`` the env has batch size ``[N]`` and steps all ``N`` sub-envs in one

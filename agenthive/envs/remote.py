@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torchrl.envs import EnvBase
 
+from agenthive.envs._complete_step import CompleteStep
 from agenthive.serving import env_wire, wire
 from agenthive.serving.router import RouterClient, ServerError, ServerTimeoutError
 
@@ -71,7 +72,7 @@ class _EnvConnection(RouterClient):
         self._hello()
 
 
-class RemoteEnv(EnvBase):
+class RemoteEnv(CompleteStep, EnvBase):
     """A TorchRL environment stepped by an ``EnvServer`` (``python -m agenthive serve-env``).
 
     Args:

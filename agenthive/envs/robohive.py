@@ -30,6 +30,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs.common import _EnvWrapper
 from torchrl.envs.utils import _classproperty
 
+from agenthive.envs._complete_step import CompleteStep
 from agenthive.envs.robohive_assets import ensure_simhive
 
 _has_robohive = importlib.util.find_spec("robohive") is not None
@@ -157,7 +158,7 @@ class _CameraRenderer:
         _LIVE_RENDERERS.discard(self)
 
 
-class RoboHiveWrapper(_EnvWrapper):
+class RoboHiveWrapper(CompleteStep, _EnvWrapper):
     """A TorchRL environment around an existing RoboHive environment instance.
 
     Use :class:`RoboHiveEnv` to build one from its id; this class wraps an env you made

@@ -15,8 +15,9 @@ ManiSkill envs takes seconds) and the rest are closed. Every request is validate
 it reaches an env, and whatever an env raises becomes an error reply for that request
 alone: bad messages never stop the server.
 
-Steps call the env's ``_step`` and the client's ``EnvBase.step`` does torchrl's
-bookkeeping once, as torchrl's own ``ParallelEnv`` workers do; resets call ``reset``.
+Steps call the env's ``_step`` and torchrl's completion of its output (``_step_proc_data``:
+reward shapes, missing done keys); the client's ``EnvBase.step`` does the rest of torchrl's
+bookkeeping (``step_mdp``, automatic resets) once; resets call ``reset``.
 
 This module imports torch (it serves TorchRL envs); ``agenthive.serving``'s policy side
 does not import it.
@@ -279,7 +280,10 @@ class EnvServer(RouterServer):
 
     def _step(self, env, message):
         td = self._tensordict(message, env, {**self._states, **self._actions}, required=self._actions)
-        return {"td": env_wire.tensordict_to_wire(self._call(env, "_step", td))}
+        # torchrl's completion of the output (reward shapes, missing done keys) runs here, beside
+        # the env that knows its own outputs, so that RemoteEnv (a CompleteStep) skips it
+        out = self._call(env, "_step_proc_data", self._call(env, "_step", td))
+        return {"td": env_wire.tensordict_to_wire(out)}
 
     def _seed(self, env, message):
         seed = message.get("seed")
