@@ -16,6 +16,7 @@ state (mean absolute difference, 0-255 scale).
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 
@@ -64,8 +65,11 @@ def raw_loop(env_id: str, actions: np.ndarray, pixels: bool) -> float:
 
 def torchrl_loop(env_id: str, actions: np.ndarray, pixels: bool) -> float:
     kwargs = {"from_pixels": True, "cameras": [CAMERA]} if pixels else {}
-    env = TorchRLRoboHiveEnv(env_id, **kwargs)
-    return _rollout_speed(env, actions)
+    speed = _rollout_speed(TorchRLRoboHiveEnv(env_id, **kwargs), actions)
+    # its close() leaves RoboHive's renderer to the garbage collector: collect it now, while
+    # EGL is still up, rather than at exit (where it prints EGL_NOT_INITIALIZED tracebacks)
+    gc.collect()
+    return speed
 
 
 def agenthive_loop(env_id: str, actions: np.ndarray, pixels: bool, **options) -> float:
