@@ -45,16 +45,9 @@ class FragileEnv(EnvBase):
         pass
 
 
-class BareStepEnv(EnvBase):
-    """A counter whose ``_step`` leaves the rest to torchrl: no "terminated", a reward of shape
-    [] where the spec says [1]. torchrl's ``_step_proc_data`` completes it."""
-
-    def __init__(self):
-        super().__init__(batch_size=[])
-        self.observation_spec = Composite(observation=Unbounded((1,), dtype=torch.float32))
-        self.action_spec = Bounded(-1.0, 1.0, (1,))
-        self.reward_spec = Unbounded((1,))
-        self.count = 0
+class BareStepEnv(FragileEnv):
+    """FragileEnv's counter, whose ``_step`` leaves the rest to torchrl: no "terminated", a reward
+    of shape [] where the spec says [1]. torchrl's ``_step_proc_data`` completes it."""
 
     def _reset(self, tensordict=None, **kwargs):
         self.count = 0
@@ -64,6 +57,3 @@ class BareStepEnv(EnvBase):
         self.count += 1
         done = torch.tensor([self.count % 4 == 0])
         return TensorDict({"observation": torch.full((1,), float(self.count)), "reward": tensordict["action"].sum(), "done": done}, [])
-
-    def _set_seed(self, seed):
-        pass
