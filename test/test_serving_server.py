@@ -177,6 +177,29 @@ def test_each_client_episode_has_its_own_state(counting_server):
         assert a.act(state(1), sessions=["a"], instruction="other")["actions"][0, 0, 0] == 0  # a new instruction starts a new episode
 
 
+def test_the_server_plays_chunks_for_clients_that_ask_one_action_at_a_time(counting_server):
+    # CountingPolicy, chunk of 2: action = [episode step, batch seen, len(instruction), state sum + k]
+    with PolicyClient("127.0.0.1", counting_server.port) as client:
+        replies = [client.act(state(1, value=v), sessions=["thin"], replan_every=2) for v in (1, 2, 3, 4, 5)]
+        assert [r["actions"].shape for r in replies] == [(1, 1, 4)] * 5
+        assert [r["replanned"] for r in replies] == [[True], [False], [True], [False], [True]]
+        rows = [r["actions"][0, 0].tolist() for r in replies]
+        assert [row[0] for row in rows] == [0, 0, 1, 1, 2]  # the policy ran on calls 1, 3 and 5
+        assert [row[3] for row in rows] == [3, 4, 9, 10, 15]  # a queued step plays the planned chunk, not the new state
+        # a reset drops what is left of the chunk
+        reply = client.act(state(1), sessions=["thin"], reset=[True], replan_every=2)
+        assert reply["replanned"] == [True] and reply["actions"][0, 0, 0] == 0
+        # in one batch, a session with queued actions and one without: the policy sees only the latter
+        client.act(state(1), sessions=["p"], replan_every=2)
+        reply = client.act(state(2, value=2.0), sessions=["p", "q"], replan_every=2)
+        assert reply["replanned"] == [False, True]
+        assert reply["actions"][:, 0].tolist() == [[0, 1, 0, 4], [0, 1, 0, 6]]
+        for bad in (0, 3, True, "2"):
+            with pytest.raises(PolicyServerError, match=r"'replan_every' is .*: expected nil \(whole chunks\) or an int from 1 to the policy's chunk length 2"):
+                client.act(state(1), sessions=["thin"], replan_every=bad)
+        assert client.act(state(1), sessions=["thin"])["actions"].shape == (1, 2, 4)  # whole chunks without it
+
+
 def concurrent_batch_sizes(port, clients=8, steps=15):
     seen, errors = [], []
 

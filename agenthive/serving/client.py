@@ -122,7 +122,7 @@ class PolicyClient(RouterClient):
         """The server's health: ``ready``, ``error``, ``sessions``, ``uptime_s``."""
         return self._request({"type": "health"}, "health")
 
-    def act(self, obs, sessions=None, reset=None, instruction=None):
+    def act(self, obs, sessions=None, reset=None, instruction=None, replan_every=None):
         """Actions for a batch of observations.
 
         Args:
@@ -130,15 +130,21 @@ class PolicyClient(RouterClient):
             sessions: one episode id per batch element (default: one fresh id each call).
             reset: one bool per batch element: start a new episode for it.
             instruction: the language instruction, if the policy takes one.
+            replan_every: let the server play the chunks: each call returns one action per
+                session from its queue and the policy runs every ``replan_every`` calls (or
+                at a reset). None returns whole chunks.
 
         Returns:
             dict: ``"actions"`` of shape (batch, chunk_length, *action_shape) and the
-            policy's other outputs.
+            policy's other outputs; with ``replan_every``, ``"actions"`` of shape
+            (batch, 1, *action_shape) and ``"replanned"`` (one bool per session).
         """
         batch = len(next(iter(obs.values())))
         if sessions is None:
             sessions = [uuid.uuid4().hex for _ in range(batch)]
         message = {"type": "act", "sessions": list(sessions), "reset": list(reset) if reset is not None else None, "instruction": instruction, "obs": obs}
+        if replan_every is not None:
+            message["replan_every"] = replan_every
         reply = self._request(message, "act", shared_memory=self._writer if self._shm else None)
         if reply["server"] != self.server:  # a new server process answered: check that it serves the same policy
             self._hello()

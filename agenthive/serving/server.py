@@ -7,6 +7,13 @@ clients that were active in the last second have not all asked yet, waits up to
 ``max_batch`` at a time). A lone client therefore never waits for a batch, and 16 clients
 stepping in lockstep share one forward pass.
 
+A policy that returns action chunks can also play them out itself, for clients too thin to
+(a robot controller asking for one action per tick): an ``act`` request with
+``replan_every=k`` gets one action per session, taken from that session's queue, and the
+policy runs only for sessions whose queue is empty (every ``k`` steps), that reset, or whose
+instruction changed; the reply's ``replanned`` says which. ``RemotePolicyModule`` plays chunks
+on its own side instead, which saves the round trips of the queued steps.
+
 Every request is checked against the protocol and the policy's metadata before it reaches
 the policy; a bad request gets an error reply naming what was wrong and nothing else
 happens. A batch in which the policy raises is retried item by item so that only the
@@ -46,25 +53,28 @@ _MAX_SESSIONS_PER_REQUEST = 4096
 
 
 class _Session:
-    __slots__ = ("episode", "instruction", "last_seen")
+    __slots__ = ("episode", "instruction", "last_seen", "queue")
 
     def __init__(self, episode, instruction, now):
         self.episode = episode
         self.instruction = instruction
         self.last_seen = now
+        self.queue = collections.deque()  # actions still to play of the last chunk (replan_every requests)
 
 
 class _Request:
     """A validated ``act`` request: who asked, and its observations split per session."""
 
-    __slots__ = ("identity", "id", "sessions", "observations", "outputs", "error")
+    __slots__ = ("identity", "id", "sessions", "observations", "replan_every", "outputs", "replanned", "error")
 
-    def __init__(self, identity, request_id, sessions, observations):
+    def __init__(self, identity, request_id, sessions, observations, replan_every):
         self.identity = identity
         self.id = request_id
         self.sessions = sessions
         self.observations = observations
+        self.replan_every = replan_every  # None: whole chunks; k: one action per step from each session's queue
         self.outputs = [None] * len(sessions)
+        self.replanned = [replan_every is None or not session.queue for session in sessions]
         self.error = None
 
 
@@ -275,6 +285,12 @@ class PolicyServer(RouterServer):
             return refuse(wire.ERROR_BAD_MESSAGE, f"'instruction' is a {type(instruction).__name__}: expected a string or nil")
         if not isinstance(obs, dict):
             return refuse(wire.ERROR_BAD_MESSAGE, f"'obs' is a {type(obs).__name__}: expected a map of observation name -> array")
+        replan_every, chunk_length = message.get("replan_every"), self._metadata.chunk_length
+        if replan_every is not None and not (type(replan_every) is int and 1 <= replan_every <= chunk_length):
+            return refuse(
+                wire.ERROR_BAD_MESSAGE,
+                f"'replan_every' is {replan_every!r}: expected nil (whole chunks) or an int from 1 to the policy's chunk length {chunk_length}",
+            )
         problem = _check_observations(obs, self._expected, batch)
         if problem:
             return refuse(wire.ERROR_BAD_OBSERVATION, f"policy {self._metadata.name!r}: {problem}")
@@ -294,12 +310,13 @@ class PolicyServer(RouterServer):
             session.last_seen = now
             episodes.append(session)
         observations = [{key: value[i] for key, value in obs.items()} for i in range(batch)]
-        return _Request(identity, request_id, episodes, observations)
+        return _Request(identity, request_id, episodes, observations, replan_every)
 
     # -- acting -------------------------------------------------------------------------------
 
     def _run(self, requests):
-        items = [(request, i) for request in requests for i in range(len(request.sessions))]
+        # the policy runs for every item except those whose session still has queued actions
+        items = [(request, i) for request in requests for i in range(len(request.sessions)) if request.replanned[i]]
         for start in range(0, len(items), self.max_batch):
             chunk = items[start : start + self.max_batch]
             try:
@@ -314,15 +331,28 @@ class PolicyServer(RouterServer):
             for (request, i), output in zip(chunk, outputs):
                 request.outputs[i] = output
         for request in requests:
+            if request.error is None and request.replan_every is not None:
+                self._play_queues(request)
             if request.error is None:
                 try:
                     reply = {"v": wire.VERSION, "type": "act", "id": request.id, "server": self.instance}
                     reply.update({key: np.stack([out[key] for out in request.outputs]) for key in request.outputs[0]})
+                    if request.replan_every is not None:
+                        reply["replanned"] = request.replanned
                 except Exception as err:
                     request.error = f"outputs of {type(self.policy).__name__} cannot be stacked across the batch: {err}"
             if request.error is not None:
                 reply = wire.error(wire.ERROR_POLICY, request.error, request.id)
             self._reply(request.identity, reply)
+
+    @staticmethod
+    def _play_queues(request):
+        """Each session's next action: a new chunk's first ``replan_every`` actions are queued."""
+        for i, session in enumerate(request.sessions):
+            if request.replanned[i]:
+                session.queue.clear()
+                session.queue.extend(request.outputs[i]["actions"][: request.replan_every])
+            request.outputs[i] = {"actions": session.queue.popleft()[None]}
 
     def _act(self, observations, episodes):
         if len(observations) == 1:

@@ -30,6 +30,10 @@ Requests (client -> server) and their replies:
   ``reset`` (list of bools: start a new episode), ``instruction`` (str or None) and ``obs``
   (name -> array with a leading batch dimension). Reply: ``server`` and ``actions`` (batch,
   chunk, *action_shape) plus any other outputs of the policy, each with the batch dimension.
+  With ``replan_every`` (an int from 1 to the chunk length; optional) the server plays the
+  chunks itself: the reply's ``actions`` are (batch, 1, *action_shape), each session's next
+  action from the first ``replan_every`` of its last chunk, and ``replanned`` (list of bools)
+  says for which sessions the policy ran; the policy's other outputs are not sent then.
 * any request may get ``{"type": "error", "code": ..., "message": ...}`` instead; the codes
   are the ``ERROR_*`` constants below.
 
