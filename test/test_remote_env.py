@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from torchrl.collectors import Collector
 from torchrl.envs import EnvCreator, ParallelEnv, check_env_specs
 
+import agenthive.envs.maniskill
 import agenthive.envs.remote
 import agenthive.serving.env_server
 import agenthive.serving.env_wire
@@ -115,6 +116,23 @@ def test_the_server_completes_step_outputs_as_torchrl_would():
     for key in local.keys(True, True):
         torch.testing.assert_close(remote[key], local[key], msg=lambda m: f"{key}: {m}")
     assert remote["next", "reward"].shape == (10, 1) and remote["next", "terminated"].any()
+
+
+@pytest.mark.skipif(not agenthive.envs.maniskill._has_maniskill, reason="mani_skill is not installed (pip install 'agenthive[maniskill]')")
+def test_a_served_maniskill_env_rolls_out_as_the_local_one():
+    with EnvServerProcess("PickCube-v1", "--backend", "maniskill", kwargs='{"max_episode_steps": 10}') as server:
+        env = RemoteEnv("127.0.0.1", server.port)
+        try:
+            check_env_specs(env)
+            assert_step_output_is_complete(env)
+            remote = rollout(env, seed=5, steps=15)  # crosses the 10-step limit: a reset on the server
+        finally:
+            env.close()
+    local = rollout(agenthive.envs.maniskill.ManiSkillEnv("PickCube-v1", max_episode_steps=10), seed=5, steps=15)
+    assert set(remote.keys(True, True)) == set(local.keys(True, True))
+    for key in local.keys(True, True):
+        torch.testing.assert_close(remote[key], local[key], msg=lambda m: f"{key}: {m}")
+    assert remote["next", "truncated"][9].all() and remote["next", "observation"].std() > 0
 
 
 def test_a_remote_rollout_equals_the_local_one_with_the_same_seed(state_server):
