@@ -10,7 +10,8 @@ Extras let each environment install only what it needs:
   ``pip install --no-deps robohive==0.7.0`` (its ``h5py==3.7.0`` pin does not build on
   Python 3.11); its real dependencies are listed here. ``scripts/install.sh`` does both.
 * ``maniskill``, ``vision``, ``openpi`` (websockets, for openpi interop), ``ray``, ``dev``, ``all``
-  (everything but ``ray``).
+  (everything but ``ray``, which only multi-host collection over a Ray cluster needs;
+  ``scripts/install.sh`` installs it too, so that the tests run the Ray backend).
 """
 from setuptools import find_packages, setup
 
@@ -59,9 +60,9 @@ setup(
         "maniskill": MANISKILL,
         "vision": VISION,
         "openpi": OPENPI,
-        "ray": ["ray"],
+        "ray": ["ray==2.60.0"],  # torchrl's RayCollector (collect.py/train.py --backend ray); heavy, so not in `all`
         "tensorboard": ["tensorboard"],  # train.py --logger tensorboard
-        "wandb": ["wandb"],  # train.py --logger wandb  # torchrl's RayCollector for multi-host collection; not in `all` (heavy, not tested here)
+        "wandb": ["wandb"],  # train.py --logger wandb
         "dev": DEV,
         "all": sorted(set(ROBOHIVE + MANISKILL + VISION + DEV)),
     },

@@ -80,10 +80,10 @@ pip_install() {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" \
     2> >(grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory" >&2)
 }
-log "pip: torch, torchrl, RoboHive's and ManiSkill's dependencies, agenthive"
+log "pip: torch, torchrl, RoboHive's and ManiSkill's dependencies, Ray, agenthive"
 # torch 2.14.1 + torchvision 0.29.1 are the pair that import together on these machines.
 pip_install "torch==2.14.1" "torchvision==0.29.1"
-pip_install -e ".[robohive,maniskill,vision,dev]"
+pip_install -e ".[robohive,maniskill,vision,dev,ray]"
 # RoboHive's own metadata pins h5py==3.7.0, which does not build on Python 3.11: install
 # it without dependencies (the robohive extra above names the real ones).
 pip_install --no-deps "robohive==0.7.0"
