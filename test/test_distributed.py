@@ -116,16 +116,20 @@ def test_workers_started_by_hand_with_collect_worker_as_on_two_hosts():
         assert f"agenthive: distributed worker {rank}/2 joining 127.0.0.1:{port}" in output and f"agenthive: worker {rank} done" in output
 
 
-def test_collect_script_with_the_distributed_backend_and_a_random_policy():
+@pytest.mark.parametrize("backend", [
+    "distributed",
+    pytest.param("ray", marks=pytest.mark.skipif(not _has_ray, reason="Ray is not installed (pip install 'agenthive[ray]'; scripts/install.sh installs it)")),
+])
+def test_collect_script_with_a_distributed_backend_and_a_random_policy(backend):
     script = Path(__file__).resolve().parents[1] / "scripts" / "collect.py"
-    process = start([sys.executable, str(script), "--backend", "distributed", "--num-workers", "2", "--tcp-port", str(free_port_pair()),
+    process = start([sys.executable, str(script), "--backend", backend, "--num-workers", "2", "--tcp-port", str(free_port_pair()),
                      "--envs-per-worker", "1", "--total-frames", "800", "--video-env", ""])
     out, err = finish(process)
     assert process.returncode == 0, err[-4000:]
-    assert "800 frames from 2 distributed worker(s) x 1 envs" in out, out
+    assert f"800 frames from 2 {backend} worker(s) x 1 envs" in out, out
 
 
-@pytest.mark.skipif(not _has_ray, reason="Ray is not installed (pip install ray)")
+@pytest.mark.skipif(not _has_ray, reason="Ray is not installed (pip install 'agenthive[ray]'; scripts/install.sh installs it)")
 def test_ray_every_worker_acts_with_the_new_weights_from_the_next_batch():
     check_every_worker_got_every_update(collect(backend="ray", sync=True, ray_init_config={"num_cpus": 2}), sync=True)
 
