@@ -8,9 +8,7 @@ its workers if it outlives its timeout.
 """
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,24 +19,11 @@ from torch import nn
 
 import agenthive.distributed
 from agenthive.distributed import _has_ray, distributed_collector, main
+from ports import free_port_pair
 
 RUN = Path(__file__).resolve().parent / "distributed_run.py"
 UPDATES = {2: 2, 6: 3}  # as in distributed_run.py: after batch i the learner moves to version v
 TIMEOUT = 300
-
-
-def free_port_pair():
-    """A port P with P + 1 also free (torch.distributed's rendezvous and store), away from torchrl's default 10003."""
-    for _ in range(200):
-        port = random.randrange(20_000, 45_000, 10)  # spaced: runs that overlap do not pick neighbours
-        try:
-            for candidate in (port, port + 1):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("found no two adjacent free ports between 20000 and 45000")
 
 
 def start(command):

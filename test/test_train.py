@@ -11,9 +11,11 @@ import imageio.v2 as imageio
 import pytest
 import torch
 
+from agenthive.distributed import _has_ray
 from agenthive.env_config import EnvConfig, make_env
 from agenthive.envs.maniskill import _has_maniskill
 from agenthive.evaluation import list_checkpoints
+from ports import free_port_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--hidden-sizes", "32,32", "--frames-per-batch", "100", "--eval-episodes", "2"]
@@ -134,6 +136,26 @@ def test_sac_on_r3m_embeddings_of_camera_images(tmp_path):
     assert first_layer.in_features == 512 + 18
     video = imageio.mimread(run_dir / "rollout.mp4")
     assert video[0].shape == (64, 64, 3)  # R3M pipelines film the camera they embed
+
+
+@pytest.mark.parametrize("backend", [
+    "distributed",
+    pytest.param("ray", marks=pytest.mark.skipif(not _has_ray, reason="Ray is not installed (pip install 'agenthive[ray]'; scripts/install.sh installs it)")),
+])
+def test_sac_with_torchrl_distributed_collectors(tmp_path, backend):
+    run_dir = tmp_path / backend
+    done = run(train(run_dir, "--algo", "sac", "--total-frames", "1000", "--init-random-frames", "200", "--batch-size", "32",
+                     "--checkpoint-every", "500", "--eval-every", "500", "--no-video", "--collector-backend", backend,
+                     "--collector-workers", "2", "--tcp-port", str(free_port_pair()), *SMALL))
+    assert "1000 frames in" in done.stdout
+    checkpoints = list_checkpoints(run_dir)
+    assert sorted(checkpoints) == [500, 1000]
+    config = json.loads((checkpoints[1000] / "config.json").read_text())
+    assert (config["args"]["collector_backend"], config["args"]["collector_workers"]) == (backend, 2)
+    rows = [line.split(",") for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert [row[0] for row in rows if row[2] == "eval"] == ["500", "1000"]  # columns: frames, wall_s, kind, ...
+    trained = [int(row[0]) for row in rows if row[2] == "train"]  # episodes the workers finished, logged as they came
+    assert trained and trained == sorted(trained) and trained[-1] <= 1000
 
 
 @pytest.mark.skipif(not _has_maniskill, reason="mani_skill is not installed (pip install 'agenthive[maniskill]')")
