@@ -86,6 +86,13 @@ def rollout(env, seed, steps=30):
     return env.rollout(steps, Replay(actions(steps, env.action_spec.shape[-1], seed)), break_when_any_done=False)
 
 
+def assert_same_rollout(remote, local):
+    """The same keys, and every entry equal to the local env's."""
+    assert set(remote.keys(True, True)) == set(local.keys(True, True))
+    for key in local.keys(True, True):
+        torch.testing.assert_close(remote[key], local[key], msg=lambda m: f"{key}: {m}")
+
+
 def test_specs_come_from_the_server_and_check_env_specs_passes(state_server):
     local = RoboHiveEnv("FrankaReachRandom-v0")
     env = RemoteEnv("127.0.0.1", state_server.port)
@@ -112,9 +119,7 @@ def test_the_server_completes_step_outputs_as_torchrl_would():
         finally:
             env.close()
     local = rollout(BareStepEnv(), seed=0, steps=10)
-    assert set(remote.keys(True, True)) == set(local.keys(True, True))
-    for key in local.keys(True, True):
-        torch.testing.assert_close(remote[key], local[key], msg=lambda m: f"{key}: {m}")
+    assert_same_rollout(remote, local)
     assert remote["next", "reward"].shape == (10, 1) and remote["next", "terminated"].any()
 
 
@@ -129,9 +134,7 @@ def test_a_served_maniskill_env_rolls_out_as_the_local_one():
         finally:
             env.close()
     local = rollout(agenthive.envs.maniskill.ManiSkillEnv("PickCube-v1", max_episode_steps=10), seed=5, steps=15)
-    assert set(remote.keys(True, True)) == set(local.keys(True, True))
-    for key in local.keys(True, True):
-        torch.testing.assert_close(remote[key], local[key], msg=lambda m: f"{key}: {m}")
+    assert_same_rollout(remote, local)
     assert remote["next", "truncated"][9].all() and remote["next", "observation"].std() > 0
 
 
@@ -142,9 +145,7 @@ def test_a_remote_rollout_equals_the_local_one_with_the_same_seed(state_server):
     finally:
         env.close()
     local = rollout(RoboHiveEnv("FrankaReachRandom-v0"), seed=3)
-    assert set(remote.keys(True, True)) == set(local.keys(True, True))
-    for key in local.keys(True, True):
-        torch.testing.assert_close(remote[key], local[key], msg=lambda m: f"{key}: {m}")
+    assert_same_rollout(remote, local)
     assert remote["next", "observation"].std() > 0
 
 

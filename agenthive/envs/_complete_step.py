@@ -4,8 +4,9 @@ torchrl's ``EnvBase.step`` passes each ``_step`` output through ``_step_proc_dat
 reshapes rewards to the reward spec and fills in done keys an env left out. agenthive's envs
 write every reward and done key with its spec's shape and dtype themselves, so that pass
 finds nothing to do, and it costs ~40 us per step here (3-4% of a RoboHive FrankaReach step,
-2% of a ManiSkill CPU step: benchmarks/RESULTS.md). ``test_step_output_is_complete`` in
-each env's tests holds the env to it: torchrl's processing must leave its output unchanged.
+2% of a ManiSkill CPU step: benchmarks/RESULTS.md). Each env's spec tests hold it to that
+with ``test/step_checks.py``'s ``assert_step_output_is_complete``: torchrl's processing must
+leave its output unchanged.
 
 With ``run_type_checks=True`` torchrl's pass runs as usual (it also checks dtypes then).
 """
