@@ -1,0 +1,135 @@
+"""Runs the GPU checks of one device call, each in its own process with its own time limit.
+
+    python benchmarks/gpu/suite.py maniskill --out $OUT                 # on the lent GPU machine
+    python benchmarks/gpu/suite.py all --out /tmp/dry --device cpu --size tiny   # the CPU dry run
+
+Each check prints nothing the suite relies on: it writes one JSON result (status pass,
+fail or skip, one-line summary, numbers) to the file the suite names. A check that runs
+past its limit is killed and reported as ``timeout``; one that dies without a result as
+``error`` with the end of its log. The suite writes, under ``--out`` (the device tool
+brings back at most 8 files): ``results.md`` (a table), ``results.json`` and ``logs.txt``
+(every check's log, the last 200 kB of each).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LOG_TAIL = 200_000
+
+
+@dataclass
+class Check:
+    name: str
+    module: str  # checks_maniskill or checks_robohive
+    limit_s: int  # on the GPU
+    measures: str
+
+
+# Most valuable first within each call: a call cut short still reports what matters most.
+CHECKS = {
+    "maniskill": [
+        Check("ms_gpu_test", "checks_maniskill", 120, "test_gpu_batched_partial_reset_resets_only_masked_sub_envs passes"),
+        Check("ms_state_fps", "checks_maniskill", 150, "ManiSkillEnv vs ManiSkill's raw env.step and ManiSkillVectorEnv, 1024/4096 envs, state frames/s, GPU memory"),
+        Check("ms_reset_syncs", "checks_maniskill", 60, "host syncs (torch.cuda.set_sync_debug_mode) per partial reset and per step"),
+        Check("ms_ppo_pushcube", "checks_maniskill", 270, "scripts/train.py PPO on PushCube state, 1024 envs on cuda:0: success and frames within 4 minutes"),
+        Check("ms_rgb_fps", "checks_maniskill", 90, "rgb 128x128 frames/s at 256 and 1024 envs vs ManiSkill's raw loop"),
+    ],
+    "robohive": [
+        Check("rh_gpu_test", "checks_robohive", 90, "test_cuda_device_renders_there passes"),
+        Check("rh_egl_pixels", "checks_robohive", 120, "RoboHiveEnv 224x224 top_cam through EGL on the GPU, steps/s vs torchrl's RoboHiveEnv and the CPU figure"),
+        Check("rh_collector_cuda", "checks_robohive", 90, "torchrl Collector with policy_device/storing_device cuda:0 on RoboHiveEnv"),
+        Check("rh_batched_scaling", "checks_robohive", 150, "RoboHiveEnv(num_envs=...) steps/s over num_envs x num_threads on 16 cores"),
+    ],
+}
+
+
+def run_check(check: Check, device: str, size: str, out: Path, scale: float) -> dict:
+    result_file = out / f".{check.name}.json"
+    result_file.unlink(missing_ok=True)
+    limit = max(10, int(check.limit_s * scale))
+    command = [sys.executable, str(HERE / f"{check.module}.py"), check.name, "--device", device, "--size", size,
+               "--result", str(result_file)]
+    start = time.monotonic()
+    with open(out / f".{check.name}.log", "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)  # the check and whatever it started (collector workers)
+            proc.wait()
+    seconds = round(time.monotonic() - start, 1)
+    if result_file.exists():
+        result = json.loads(result_file.read_text())
+        result_file.unlink()
+    elif proc.returncode == -9:
+        result = {"status": "timeout", "summary": f"killed after its {limit} s limit"}
+    else:
+        tail = (out / f".{check.name}.log").read_text()[-600:].strip().splitlines()
+        result = {"status": "error", "summary": f"exit {proc.returncode}: {tail[-1] if tail else 'no output'}"}
+    return {"name": check.name, "measures": check.measures, "seconds": seconds, "limit_s": limit,
+            "metrics": {}, **result}
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "host": platform.node()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        info["torch"] = None
+    info["cpus"] = os.cpu_count()
+    return info
+
+
+def write_reports(results: list[dict], out: Path, header: dict) -> None:
+    (out / "results.json").write_text(json.dumps({**header, "checks": results}, indent=1))
+    lines = [f"GPU suite, call `{header['call']}`, {header['date']}, {header['machine']}", "",
+             "| check | status | result | s (limit) |", "|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['status']} | {r['summary']} | {r['seconds']} ({r['limit_s']}) |" for r in results]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    with open(out / "logs.txt", "w") as logs:
+        for r in results:
+            log = out / f".{r['name']}.log"
+            logs.write(f"\n===== {r['name']}: {r['status']} =====\n{log.read_text()[-LOG_TAIL:]}")
+            log.unlink()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("call", choices=[*CHECKS, "all"], help="which device call's checks to run")
+    parser.add_argument("--out", type=Path, required=True, help="folder for results.md, results.json, logs.txt")
+    parser.add_argument("--device", default="cuda", help="cuda on the lent machine, cpu for the dry run")
+    parser.add_argument("--size", choices=["full", "tiny"], default="full", help="tiny: a few envs and steps")
+    parser.add_argument("--only", default="", help="comma-separated check names to run (default: all of the call)")
+    parser.add_argument("--limit-scale", type=float, default=1.0, help="multiplies every check's time limit")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checks = [c for call, cs in CHECKS.items() if args.call in (call, "all") for c in cs]
+    if args.only:
+        checks = [c for c in checks if c.name in args.only.split(",")]
+    header = {"call": args.call, "device": args.device, "size": args.size,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
+    results = []
+    for check in checks:
+        results.append(run_check(check, args.device, args.size, args.out, args.limit_scale))
+        print(f"[gpu-suite] {check.name}: {results[-1]['status']}: {results[-1]['summary']} "
+              f"({results[-1]['seconds']} s)", flush=True)
+    write_reports(results, args.out, header)
+    return 0 if all(r["status"] in ("pass", "skip") for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
