@@ -111,13 +111,13 @@ def ms_gpu_test(device: str, size: str) -> dict:
 def ms_state_fps(device: str, size: str) -> dict:
     if size == "tiny":
         return _fps_result(_fps_table([1], device, steps=3, repeats=1), size)
-    return _fps_result(_fps_table([1024, 4096], device, steps=100, repeats=3), size)
+    return _fps_result(_fps_table([1024, 4096], device, steps=50, repeats=3), size)
 
 
 def ms_rgb_fps(device: str, size: str) -> dict:
     if size == "tiny":
         return _fps_result(_fps_table([1], device, 2, 1, obs_mode="rgb", sensor_configs=dict(width=32, height=32)), size)
-    return _fps_result(_fps_table([256, 1024], device, 50, 3, obs_mode="rgb", sensor_configs=dict(width=128, height=128)), size)
+    return _fps_result(_fps_table([256, 1024], device, 20, 2, obs_mode="rgb", sensor_configs=dict(width=128, height=128)), size)
 
 
 def _count_syncs(action, repeats: int, cuda: bool) -> tuple[int, collections.Counter]:
@@ -175,7 +175,9 @@ PPO_FULL = ["--num-envs", "1024", "--frames-per-batch", "51200", "--total-frames
             "--max-grad-norm", "0.5", "--eval-every", "512000", "--eval-episodes", "64"]
 PPO_TINY = ["--total-frames", "200", "--frames-per-batch", "100", "--minibatch-size", "50", "--ppo-epochs", "1",
             "--eval-every", "100", "--eval-episodes", "1", "--hidden-sizes", "16", "--eval-backend", "thread"]
-PPO_WALL_S = 240  # the issue's 4 minutes; ManiSkill publishes "PushCube in under a minute" (RTX 4090)
+# The issue allows 4 minutes; 150 s keeps both calls inside one lease. ManiSkill publishes
+# "PushCube in under a minute" (RTX 4090, its own PPO), so 150 s is still 2.5x that.
+PPO_WALL_S = 150
 
 
 def _eval_points(run_dir: Path) -> list[tuple[int, float]]:

@@ -199,6 +199,8 @@ def download_debs(packages: list[str], target: Path) -> None:
     if not any(lists.glob("*Packages*")):
         subprocess.run(["apt-get", *options, "-qq", "update"], check=True)
     subprocess.run(["apt-get", *options, "-qq", "download", *packages], cwd=target, check=True)
+    for deb in target.glob("*.deb"):  # epochs come as '%3a': keep names to letters, digits, '.', '_', '-'
+        deb.rename(deb.with_name(deb.name.replace("%3a", "_").replace("+", "_")))
 
 
 def copy_simhive(patterns: list[str], source: Path, target: Path) -> int:
