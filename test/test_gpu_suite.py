@@ -66,19 +66,20 @@ def test_slimmed_wheel_is_lzma_and_installs_offline_without_the_dropped_files(tm
     assert out.stdout.strip() == "3"
 
 
-@pytest.mark.parametrize("dist", ["mani_skill", "sapien"])
-def test_slim_rules_keep_every_file_pickcube_opens(dist):
+@pytest.mark.parametrize("dist", ["mani_skill", "sapien", "dm_control"])
+def test_slim_rules_keep_every_file_the_checks_open(dist):
     try:
         names = [str(f) for f in importlib.metadata.files(dist)]
     except importlib.metadata.PackageNotFoundError:
         pytest.skip(f"{dist} is not installed")
-    opened = {  # read off strace of PickCube/PushCube state, rgb and render_mode="rgb_array"
+    opened = {  # read off strace: PickCube/PushCube state, rgb, render_mode="rgb_array"; FrankaReach pixels
         "mani_skill": ["mani_skill/assets/robots/panda/panda_v2.urdf", "mani_skill/assets/robots/panda/panda_v2.srdf",
                        "mani_skill/assets/robots/panda/franka_description/meshes/visual/link0.glb",
                        "mani_skill/utils/scene_builder/table/assets/table.glb",
                        "mani_skill/utils/building/assets/grid_texture.png",
                        "mani_skill/assets/partnet_mobility/meta/info_bucket_train.json"],
         "sapien": ["sapien/oidn_library/libOpenImageDenoise_core.so.2.0.1", "sapien/vulkan_shader/minimal/gbuffer.frag"],
+        "dm_control": ["dm_control/mjcf/schema.xml", "dm_control/mujoco/engine.py"],  # RoboHive: dm_control.mujoco
     }[dist]
     slim = prepare.SLIM[dist]
     assert all(name in names and not slim.leaves_out(name) for name in opened)
