@@ -1,5 +1,6 @@
 """The GPU suite (benchmarks/gpu) on this CPU machine: prepare's packing and size rules, and
-the CPU dry run of every check, so that the suite still runs when a GPU is lent."""
+the CPU dry run of every check in an environment that imports only what the lent machine
+will have, so that the suite still runs when a GPU is lent."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -27,6 +28,7 @@ def _load(name: str):
 
 prepare = _load("prepare")
 suite = _load("suite")
+lent_machine = _load("lent_machine")
 
 
 def test_a_call_over_64_mib_is_refused_with_its_sizes():
@@ -97,8 +99,13 @@ def test_each_call_carries_torchrl_and_its_own_simulator_and_the_checks_are_orde
     assert [c.name for c in suite.CHECKS["maniskill"]][:2] == ["ms_gpu_test", "ms_state_fps"]
 
 
-def test_cpu_dry_run_runs_every_check(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "GPU_SUITE_DRY_RUN": "1", "PYTHON": sys.executable}
+def test_cpu_dry_run_runs_every_check_with_only_what_the_lent_machine_will_have(tmp_path):
+    # the lent machine's image packages (with what they require) and the carried wheels, nothing else
+    carried = [spec.split("==")[0] for call in prepare.CALLS.values() for spec in call.wheels]
+    python = lent_machine.build(tmp_path / "lent", carried)
+    hidden = subprocess.run([str(python), "-c", "import ray"], capture_output=True, text=True)
+    assert "No module named 'ray'" in hidden.stderr  # installed here, neither carried nor on the lent machine
+    env = {**os.environ, "OUT": str(tmp_path), "GPU_SUITE_DRY_RUN": "1", "PYTHON": str(python)}
     proc = subprocess.run(["bash", str(GPU / "run.sh"), "all", "--device", "cpu", "--size", "tiny", "--in-process"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
