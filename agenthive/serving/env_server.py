@@ -174,7 +174,7 @@ class EnvServer(RouterServer):
     def _answer(self, message):
         kind = message["type"]
         if kind == "hello":
-            return {"serves": self.serves, "server": self.instance, "ready": True, "error": None, "env": self.name, "batch_size": self.batch_size, "specs": self.specs, "shm": False}
+            return {"serves": self.serves, "server": self.instance, "ready": True, "error": None, "env": self.name, "batch_size": self.batch_size, "specs": self.specs, "shm": False, "max_message_bytes": self.max_message_bytes}
         if kind == "health":
             return {"server": self.instance, "ready": True, "error": None, "instances": len(self._instances), "uptime_s": time.monotonic() - self._started}
         if kind == "make":
