@@ -14,6 +14,7 @@ Nothing here imports torch, torchrl or tensordict: a JAX or transformers environ
 """
 from agenthive.serving.client import MetadataMismatchError, PolicyClient, PolicyServerError, PolicyTimeoutError
 from agenthive.serving.policy import Policy, PolicyMetadata
+from agenthive.serving.router import RequestTooLargeError
 from agenthive.serving.server import PolicyServer
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "PolicyServer",
     "PolicyServerError",
     "PolicyTimeoutError",
+    "RequestTooLargeError",
 ]
