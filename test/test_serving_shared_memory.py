@@ -13,6 +13,8 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agenthive.serving import PolicyClient, shared_memory, wire
 from agenthive.serving.policies.mlp import MLPPolicy
@@ -200,3 +202,41 @@ def test_short_lived_clients_leave_nothing_mapped_in_the_server():
         shmem = status_kib(pid, "RssShmem")
     # 40 clients read one 900 kB image each: 36 MB if their segments stayed mapped
     assert after - before < 8 * 1024, f"server VmRSS grew from {before} to {after} kB ({shmem} kB of shared memory still mapped)"
+
+
+@pytest.fixture(scope="module")
+def camera_server():
+    with PolicyServerProcess("serving_test_policies:CameraPolicy") as server:
+        with PolicyClient("127.0.0.1", server.port, shared_memory=False) as observer:
+            yield server, observer
+
+
+def mapped_bytes_once_swept(observer, timeout=4.0):
+    deadline = time.monotonic() + timeout
+    while (mapped := observer.health()["shm_mapped_bytes"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return mapped
+
+
+# each client: how many requests, how many images in each, and how it leaves
+CLIENTS = st.lists(st.tuples(st.integers(1, 3), st.integers(1, 3), st.sampled_from(["close", "drop"])), min_size=1, max_size=4)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(CLIENTS)
+def test_fuzzed_short_lived_clients_leave_no_segment_mapped(camera_server, clients):
+    server, observer = camera_server
+    alive = []
+    for requests, images, leaving in clients:
+        client = PolicyClient("127.0.0.1", server.port, timeout=5.0)
+        obs = {"image": np.full((images, 480, 640, 3), 1, np.uint8)}
+        for _ in range(requests):  # more than one image outgrows the first segment: the client moves to a larger one
+            assert client.act(obs)["actions"][:, 0, 0].tolist() == [480 * 640 * 3] * images
+        alive.append(client)
+        assert observer.health()["shm_mapped_bytes"] <= 256 << 20
+    for client, (_, _, leaving) in zip(alive, clients):
+        if leaving == "close":
+            client.close()
+    del alive, client  # the dropped clients unlink their segments when collected
+    gc.collect()
+    assert mapped_bytes_once_swept(observer) == 0

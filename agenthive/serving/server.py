@@ -243,7 +243,7 @@ class PolicyServer(RouterServer):
             try:
                 shm = bytes(self._shared_memory.view(probe[0], probe[1], 0, len(probe[2]))) == probe[2]
             except ValueError as err:
-                logger.info("no shared memory for a client: %s", err)
+                logger.debug("no shared memory for a client: %s", err)
         return {
             "v": wire.VERSION,
             "type": "hello",
