@@ -1,12 +1,15 @@
-"""Command-line options from a dataclass of settings (``scripts/train.py``, ``scripts/collect.py``).
+"""Command-line options shared by agenthive's scripts and commands; imports no torch.
 
-Each field declared with :func:`arg` becomes ``--field-name``; a ``bool`` field becomes a
-``--name/--no-name`` pair; the option's type is its default's.
+* :func:`add_dataclass_arguments`: each field of a dataclass of settings declared with
+  :func:`arg` becomes ``--field-name`` (``scripts/train.py``, ``scripts/collect.py``); a
+  ``bool`` field becomes a ``--name/--no-name`` pair; the option's type is its default's.
+* :func:`parse_kwargs`: the ``--kwargs`` JSON object of ``start-server`` and ``serve-env``.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 
 
 def arg(default, help: str):
@@ -28,3 +31,19 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, *, only_given:
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help_)
         else:
             parser.add_argument(name, type=type(f.default), default=default, help=help_)
+
+
+def parse_kwargs(text: str, *, example: str) -> dict:
+    """``--kwargs``: a JSON object, or a ``SystemExit`` saying what was wrong and showing ``example``.
+
+    Example:
+        >>> parse_kwargs('{"obs_dim": 21}', example='{"obs_dim": 21}')
+        {'obs_dim': 21}
+    """
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{example}'") from None
+    if not isinstance(kwargs, dict):
+        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{example}'")
+    return kwargs

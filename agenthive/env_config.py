@@ -24,7 +24,6 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 import torch
 from torchrl.envs import (
     CatTensors,

@@ -24,7 +24,7 @@ import argparse
 import statistics
 import time
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import numpy as np
 import torch
 from torchrl.collectors import Collector, MultiAsyncCollector

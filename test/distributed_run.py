@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import torch
 from tensordict.nn import TensorDictModule
 from torch import nn

@@ -21,13 +21,14 @@ from torchrl.collectors import Collector
 from torchrl.envs import EnvCreator, ParallelEnv, check_env_specs
 
 import agenthive.envs.maniskill
-import agenthive.envs.remote
-import agenthive.serving.env_server
-import agenthive.serving.env_wire
+import agenthive.remote_env.client
+import agenthive.remote_env.codec
+import agenthive.remote_env.server
 from agenthive.envs import RemoteEnv, RoboHiveEnv
-from agenthive.envs.remote import EnvServerError, EnvSpecMismatchError, EnvTimeoutError
-from agenthive.serving import PolicyClient, env_wire, wire
-from agenthive.serving.env_server import EnvServer
+from agenthive.remote_env.client import EnvServerError, EnvSpecMismatchError, EnvTimeoutError
+from agenthive.remote_env import codec
+from agenthive.serving import PolicyClient, wire
+from agenthive.remote_env.server import EnvServer
 from env_server_process import EnvServerProcess
 from policy_server_process import PolicyServerProcess
 from serving_test_envs import BareStepEnv, counting_batched
@@ -170,7 +171,7 @@ def test_images_become_tensors_over_the_received_frame_without_a_copy():
         pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
         push.send_multipart(wire.encode({"v": wire.VERSION, "type": "step", "td": {"pixels": pixels, "reward": np.ones(1, np.float32)}}), copy=False)
         frames = pull.recv_multipart(copy=False)
-        td = env_wire.tensordict_from_wire(wire.decode(frames)["td"], [])
+        td = codec.tensordict_from_wire(wire.decode(frames)["td"], [])
         assert len(frames) == 2  # the image travelled as a frame of its own, the reward inside the header
         assert td["pixels"].data_ptr() == np.frombuffer(frames[1].buffer, np.uint8).ctypes.data
         assert torch.equal(td["pixels"], torch.from_numpy(pixels)) and td["reward"].item() == 1.0
@@ -475,6 +476,6 @@ def test_cli_help_and_argument_errors():
 
 def test_docstring_examples_run():
     RoboHiveEnv("FrankaReachRandom-v0")  # RoboHive prints its banner with the first env of a process: not inside the examples
-    for module in (agenthive.envs.remote, agenthive.serving.env_server, agenthive.serving.env_wire):
+    for module in (agenthive.remote_env.client, agenthive.remote_env.server, agenthive.remote_env.codec):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__

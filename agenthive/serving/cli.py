@@ -11,11 +11,11 @@ Example:
     SystemExit: 0
 """
 import argparse
-import json
 import logging
 import signal
 import sys
 
+from agenthive.config_args import parse_kwargs
 from agenthive.serving.policies import POLICIES, load_policy_class
 from agenthive.serving.server import PolicyServer
 
@@ -37,17 +37,6 @@ def _parser():
     parser.add_argument("--openpi-port", type=int, help="also serve openpi's websocket protocol on this port (needs websockets)")
     parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
     return parser
-
-
-def parse_kwargs(text: str, *, example: str) -> dict:
-    """``--kwargs``: a JSON object, or a ``SystemExit`` saying what was wrong and showing ``example``."""
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{example}'") from None
-    if not isinstance(kwargs, dict):
-        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{example}'")
-    return kwargs
 
 
 def main(argv=None):

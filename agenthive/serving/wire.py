@@ -21,9 +21,12 @@ version) and ``"type"``; requests carry an ``"id"`` that the reply repeats.
 
 Requests (client -> server) and their replies:
 
-* ``hello``: the handshake. Reply: ``ready``, ``server`` (an id that changes when the server
-  restarts), ``host`` (an id of the machine, to detect a shared host), ``shm`` (whether the
-  shared-memory fast path is offered) and ``metadata`` (the policy's metadata once ready).
+* ``hello``: the handshake; a policy client sends ``shm_probe``, ``[segment name, token]`` of
+  its shared-memory segment (or nil), for the server to read back. Reply: ``serves``,
+  ``ready``, ``error`` (why initialization failed, or None), ``server`` (an id that changes
+  when the server restarts), ``shm`` (whether the server read the probe's token from the
+  segment, i.e. client and server share a host and the fast path works) and ``metadata``
+  (the policy's metadata once ready).
 * ``health``: reply ``ready``, ``error`` (why initialization failed, or None), ``sessions``,
   ``uptime_s``.
 * ``act``: ``sessions`` (one id per batch element: an episode of one environment),
@@ -40,9 +43,9 @@ Requests (client -> server) and their replies:
 Every ``hello`` reply also says what the server serves: ``serves`` is ``"policy"`` or
 ``"env"`` (a reply without it comes from a policy server). An env server (``EnvServer``)
 answers ``hello`` with ``env`` (its name), ``batch_size`` and ``specs`` (the five TorchRL
-specs, ``full_observation_spec`` ... ``full_done_spec``, described by ``env_wire``),
+specs, ``full_observation_spec`` ... ``full_done_spec``, described by ``agenthive.remote_env.codec``),
 ``health`` with ``instances``, and these requests, where ``td`` is a TensorDict as nested
-maps of arrays (``env_wire``):
+maps of arrays (``agenthive.remote_env.codec``):
 
 * ``make``: a new env instance for this client. Reply: ``instance`` (its id).
 * ``reset``: ``instance``, ``td`` (``"_reset"`` masks and state entries, or nil). Reply:

@@ -18,10 +18,10 @@ import torch
 from torchrl.envs import EnvBase
 
 from agenthive.envs._complete_step import CompleteStep
-from agenthive.serving import env_wire, wire
+from agenthive.remote_env import codec
+from agenthive.remote_env.codec import SPEC_NAMES
+from agenthive.serving import wire
 from agenthive.serving.router import RouterClient, ServerError, ServerTimeoutError
-
-_SPEC_NAMES = ("full_observation_spec", "full_action_spec", "full_state_spec", "full_reward_spec", "full_done_spec")
 
 
 class EnvServerError(ServerError):
@@ -59,7 +59,7 @@ class _EnvConnection(RouterClient):
     def _hello(self, timeout=None):
         reply = self._request({"type": "hello"}, "hello", timeout=timeout)
         self._check_serves(reply, "env", "connect to it with agenthive.modules.RemotePolicyModule")
-        specs = {name: env_wire.spec_from_wire(reply["specs"][name], self.device) for name in _SPEC_NAMES}
+        specs = {name: codec.spec_from_wire(reply["specs"][name], self.device) for name in SPEC_NAMES}
         batch_size = torch.Size(reply["batch_size"])
         if self.specs is not None and (specs != self.specs or batch_size != self.batch_size):
             raise EnvSpecMismatchError(
@@ -99,7 +99,7 @@ class RemoteEnv(CompleteStep, EnvBase):
         >>> import threading
         >>> from torchrl.envs import ParallelEnv, check_env_specs
         >>> from agenthive.envs import RoboHiveEnv
-        >>> from agenthive.serving.env_server import EnvServer
+        >>> from agenthive.remote_env import EnvServer
         >>> server = EnvServer(lambda: RoboHiveEnv("FrankaReachRandom-v0", from_pixels=True, cameras=["top_cam"], image_size=(32, 32)), port=0)
         >>> endpoint = server.bind()
         >>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
@@ -153,7 +153,7 @@ class RemoteEnv(CompleteStep, EnvBase):
         entries = None
         if tensordict is not None:
             present = [key for key in self._reset_keys_in if key in tensordict.keys(True, True)]
-            entries = env_wire.tensordict_to_wire(tensordict, present) if present else None
+            entries = codec.tensordict_to_wire(tensordict, present) if present else None
         if self._instance is None:
             self._make()
         try:
@@ -164,14 +164,14 @@ class RemoteEnv(CompleteStep, EnvBase):
             self._connection._hello()  # the server restarted or freed ours: check what it serves now
             self._make()
             reply = self._request("reset", td=entries)
-        return env_wire.tensordict_from_wire(reply["td"], self.batch_size, self.device)
+        return codec.tensordict_from_wire(reply["td"], self.batch_size, self.device)
 
     def _step(self, tensordict):
         if self._instance is None:
             raise RuntimeError(f"RemoteEnv({self._connection.endpoint}) has no env instance yet: call reset() before step()")
-        entries = env_wire.tensordict_to_wire(tensordict.select(*self._step_keys, strict=False))
+        entries = codec.tensordict_to_wire(tensordict.select(*self._step_keys, strict=False))
         reply = self._request("step", td=entries)
-        return env_wire.tensordict_from_wire(reply["td"], self.batch_size, self.device)
+        return codec.tensordict_from_wire(reply["td"], self.batch_size, self.device)
 
     def _set_seed(self, seed: int | None) -> None:
         if self._instance is None:
