@@ -10,9 +10,10 @@ that does, so a script need only import agenthive before torchrl::
     >>> agenthive.RoboHiveEnv  # doctest: +SKIP
     <class 'agenthive.envs.robohive.RoboHiveEnv'>
 """
-import importlib
 import os
 import sys
+
+from agenthive.lazy_exports import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
 
@@ -42,13 +43,4 @@ _LAZY = {
     "goal_task": "agenthive.goals",
 }
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agenthive' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = _lazy_exports("agenthive", _LAZY, globals())

@@ -9,8 +9,8 @@ import pytest
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving import PolicyClient
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
-from serve_venv import ensure_serve_venv
+from helpers.servers import PolicyServerProcess
+from helpers.serve_venv import ensure_serve_venv
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_jax_policy_from_the_torch_free_venv_drives_a_robohive_rollout(serve_pyt
 
 def test_octo_adapter_keeps_a_history_window_per_client(serve_python):
     kwargs = '{"checkpoint": "hf://rail-berkeley/octo-small-1.5", "window": 2, "unnorm_key": "bridge_dataset"}'
-    with PolicyServerProcess("standin_models:OctoPolicyWithStandIn", kwargs=kwargs, python=serve_python) as server:
+    with PolicyServerProcess("helpers.standin_models:OctoPolicyWithStandIn", kwargs=kwargs, python=serve_python) as server:
         with PolicyClient("127.0.0.1", server.port, ready_timeout=120) as client:
             meta = client.metadata
             assert (meta.observations, meta.action_shape, meta.chunk_length, meta.takes_instruction) == ({"image_primary": ((64, 64, 3), "uint8")}, (3,), 4, True)

@@ -10,7 +10,7 @@ from tensordict import TensorDict
 
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 openpi_client = pytest.importorskip("openpi_client", reason="openpi-client (the dev extra) is not installed")
 
@@ -32,7 +32,7 @@ def test_openpi_websocket_client_queries_an_agenthive_server():
 
 @pytest.fixture
 def openpi_replica():
-    script = Path(__file__).with_name("openpi_server_replica.py")
+    script = Path(__file__).parent / "helpers" / "openpi_server_replica.py"
     process = subprocess.Popen([sys.executable, str(script), "0"], stdout=subprocess.PIPE, text=True)
     try:
         yield int(process.stdout.readline().rsplit(" ", 1)[1])

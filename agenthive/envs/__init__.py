@@ -4,7 +4,7 @@ Each simulator lives in its own module and is imported on first use, so
 ``from agenthive.envs import RoboHiveEnv`` works without ManiSkill installed and the
 other way round. ``MUJOCO_GL`` is chosen by ``agenthive/__init__.py``, which runs first.
 """
-import importlib
+from agenthive.lazy_exports import lazy_exports
 
 # public name -> module that defines it
 _LAZY = {
@@ -14,13 +14,4 @@ _LAZY = {
     "RemoteEnv": "agenthive.remote_env.client",
 }
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agenthive.envs' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports("agenthive.envs", _LAZY, globals())

@@ -8,7 +8,7 @@ which do not (a JAX policy environment installs only ``agenthive[serve]``).
 * ``server``: ``EnvServer`` and ``python -m agenthive serve-env``.
 * ``client``: ``RemoteEnv`` and its errors.
 """
-import importlib
+from agenthive.lazy_exports import lazy_exports
 
 # public name -> module that defines it; imported on first attribute access
 _LAZY = {
@@ -19,13 +19,4 @@ _LAZY = {
     "EnvSpecMismatchError": "agenthive.remote_env.client",
 }
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agenthive.remote_env' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports("agenthive.remote_env", _LAZY, globals())

@@ -51,12 +51,13 @@ class _EnvConnection(RouterClient):
         self.specs = None
         try:
             self._open()
-            self._hello(connect_timeout)
+            self.handshake(connect_timeout)
         except BaseException:
             self.close()
             raise
 
-    def _hello(self, timeout=None):
+    def handshake(self, timeout=None):
+        """Asks the server what it serves; refuses a restarted server whose env differs from the one this client has."""
         reply = self._request({"type": "hello"}, "hello", timeout=timeout)
         self._check_serves(reply, "env", "connect to it with agenthive.modules.RemotePolicyModule")
         specs = {name: codec.spec_from_wire(reply["specs"][name], self.device) for name in SPEC_NAMES}
@@ -69,7 +70,16 @@ class _EnvConnection(RouterClient):
         self.specs, self.batch_size, self.name = specs, batch_size, reply["env"]
 
     def _reconnect(self):
-        self._hello()
+        self.handshake()
+
+    def request(self, kind, *, timeout=None, **fields):
+        """The reply to a ``kind`` request carrying ``fields`` (``EnvServerError``/``EnvTimeoutError`` when there is none)."""
+        return self._request({"type": kind, **fields}, kind, timeout=timeout)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._context.closed
 
 
 class RemoteEnv(CompleteStep, EnvBase):
@@ -144,10 +154,10 @@ class RemoteEnv(CompleteStep, EnvBase):
         return self._connection.name
 
     def _request(self, kind, **fields):
-        return self._connection._request({"type": kind, "instance": self._instance, **fields}, kind)
+        return self._connection.request(kind, instance=self._instance, **fields)
 
     def _make(self):
-        self._instance = self._connection._request({"type": "make"}, "make", timeout=self.make_timeout)["instance"]
+        self._instance = self._connection.request("make", timeout=self.make_timeout)["instance"]
 
     def _reset(self, tensordict=None, **kwargs):
         entries = None
@@ -161,7 +171,7 @@ class RemoteEnv(CompleteStep, EnvBase):
         except EnvServerError as err:
             if err.code != wire.ERROR_UNKNOWN_INSTANCE:
                 raise
-            self._connection._hello()  # the server restarted or freed ours: check what it serves now
+            self._connection.handshake()  # the server restarted or freed ours: check what it serves now
             self._make()
             reply = self._request("reset", td=entries)
         return codec.tensordict_from_wire(reply["td"], self.batch_size, self.device)
@@ -181,10 +191,10 @@ class RemoteEnv(CompleteStep, EnvBase):
     def close(self, *, raise_if_closed: bool = True) -> None:
         """Free this client's instance on the server and close the connection."""
         connection = self.__dict__.get("_connection")
-        if connection is not None and not connection._context.closed:
+        if connection is not None and not connection.closed:
             if self._instance is not None:
                 try:
-                    connection._request({"type": "close", "instance": self._instance}, "close", timeout=min(connection.timeout, 5.0))
+                    connection.request("close", instance=self._instance, timeout=min(connection.timeout, 5.0))
                 except (EnvServerError, EnvTimeoutError):
                     pass  # the server is gone or restarted: nothing of ours is left on it
                 self._instance = None

@@ -45,7 +45,9 @@ import uuid
 import numpy as np
 from torchrl.envs import EnvBase
 
-from agenthive.config_args import parse_kwargs
+from agenthive.config_args import add_server_arguments, parse_kwargs
+from agenthive.env_config import BACKENDS as SIMULATORS
+from agenthive.env_config import make_simulator
 from agenthive.remote_env import codec
 from agenthive.remote_env.codec import SPEC_NAMES
 from agenthive.serving import wire
@@ -53,7 +55,7 @@ from agenthive.serving.router import RouterServer
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("robohive", "maniskill", "gym", "factory")
+BACKENDS = (*SIMULATORS, "gym", "factory")  # what serve-env's env argument may name
 
 
 class _Instance:
@@ -308,14 +310,8 @@ def env_factory(env, backend="robohive", kwargs=None):
         2
     """
     kwargs = kwargs or {}
-    if backend == "robohive":
-        from agenthive.envs import RoboHiveEnv
-
-        return functools.partial(RoboHiveEnv, env, **kwargs)
-    if backend == "maniskill":
-        from agenthive.envs import ManiSkillEnv
-
-        return functools.partial(ManiSkillEnv, env, **kwargs)
+    if backend in SIMULATORS:
+        return functools.partial(make_simulator, backend, env, **kwargs)
     if backend == "gym":
         from torchrl.envs import GymEnv
 
@@ -332,14 +328,9 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m agenthive serve-env", description="Serve an environment to RemoteEnv clients (one instance per client).")
     parser.add_argument("env", help="a RoboHive/ManiSkill/gymnasium id, or module:function with --backend factory")
     parser.add_argument("--backend", default="robohive", choices=BACKENDS, help="what kind of env `env` names (default: robohive)")
-    parser.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments for the env's constructor")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=int, default=8090, help="TCP port; 0 picks a free one (printed on start)")
     parser.add_argument("--idle-timeout", type=float, default=300.0, help="free an instance after this many seconds without requests")
     parser.add_argument("--max-instances", type=int, default=64, help="most env instances at once")
-    parser.add_argument("--curve-secret-key", help="server key pair file (zmq.auth.create_certificates); encrypts all traffic")
-    parser.add_argument("--curve-authorized-keys", help="folder of public key files of the clients allowed in")
-    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+    add_server_arguments(parser, port=8090, constructed="env")
     return parser
 
 

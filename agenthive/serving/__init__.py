@@ -14,6 +14,9 @@ which needs torch, is ``agenthive.remote_env``, built on this package's ``router
 * ``server``: ``PolicyServer``, with dynamic batching across clients.
 * ``client``: ``PolicyClient``, numpy in and out.
 * ``openpi``: interoperability with openpi's websocket protocol.
+* ``process``: ``ServerProcess``, a server command run as a child process until ready
+  (``eval --server-command`` and the tests).
+* ``cli``: ``python -m agenthive start-server``.
 * ``policies``: servable policies by name (MLP, JAX MLP, TorchRL checkpoint, Octo, OpenVLA).
 """
 from agenthive.serving.client import MetadataMismatchError, PolicyClient, PolicyServerError, PolicyTimeoutError
