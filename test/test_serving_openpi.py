@@ -14,7 +14,7 @@ from tensordict import TensorDict
 
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 openpi_client = pytest.importorskip("openpi_client", reason="openpi-client (the dev extra) is not installed")
 
@@ -41,7 +41,7 @@ class OpenPIReplica:
         self.port, self.process = 0, None
 
     def start(self):
-        script = Path(__file__).with_name("openpi_server_replica.py")
+        script = Path(__file__).parent / "helpers" / "openpi_server_replica.py"
         self.process = subprocess.Popen([sys.executable, str(script), str(self.port)], stdout=subprocess.PIPE, text=True)
         self.port = int(self.process.stdout.readline().rsplit(" ", 1)[1])
         return self
@@ -102,7 +102,7 @@ def test_an_absent_openpi_server_is_named_with_what_to_check():
 
 def test_openpi_protocol_runs_each_batch_element_as_its_own_episode():
     # CountingPolicy served over openpi's protocol: actions[0] is the step of the episode
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", "--openpi-port", "0") as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", "--openpi-port", "0") as server:
         policy = RemotePolicyModule("127.0.0.1", server.openpi_port, protocol="openpi", in_keys={"state": "state"})
         steps = [policy(state_td([1.0, 2.0, 3.0]))["action"][:, 0].tolist() for _ in range(3)]
         assert steps == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
@@ -140,7 +140,7 @@ def test_openpi_connections_do_not_grow_the_server():
             assert client.infer({"image": image})["actions"][0, 0] == np.float32(image.sum(dtype=np.int64))
         client._ws.close()  # openpi-client has no close(): what its users leave behind
 
-    with PolicyServerProcess("serving_test_policies:CameraPolicy", "--openpi-port", "0") as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CameraPolicy", "--openpi-port", "0") as server:
         connection()
         time.sleep(2.5)
         before = vm_rss_kib(server.process.pid)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agenthive.serving import MetadataMismatchError, PolicyClient, PolicyServer, PolicyServerError, PolicyTimeoutError, wire
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 MLP = '{"obs_dim": 21, "action_dim": 9, "chunk_length": 4, "seed": 3}'
 
@@ -31,7 +31,7 @@ def mlp_server():
 
 @pytest.fixture(scope="module")
 def counting_server():
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", "--max-wait-ms", "20", kwargs='{"chunk_length": 2}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", "--max-wait-ms", "20", kwargs='{"chunk_length": 2}') as server:
         yield server
 
 
@@ -100,7 +100,7 @@ def test_oversized_requests_are_refused():
 
 def test_requests_over_the_limit_are_refused_by_the_client_before_sending_and_by_the_server():
     images = {"image": np.zeros((2, 480, 640, 3), np.uint8)}  # 1.8 MB
-    with PolicyServerProcess("serving_test_policies:CameraPolicy", "--max-message-mb", "1") as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CameraPolicy", "--max-message-mb", "1") as server:
         with PolicyClient("127.0.0.1", server.port, timeout=2.0, shared_memory=False) as client:
             start = time.monotonic()
             with pytest.raises(ValueError, match=rf"'act' request of 1843\d{{3}} bytes is larger than the 1048576 bytes policy server 127.0.0.1:{server.port} accepts"):
@@ -350,18 +350,18 @@ def concurrent_batch_sizes(port, clients=8, steps=15):
 
 
 def test_concurrent_clients_are_batched_together():
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", "--max-wait-ms", "20", kwargs='{"act_seconds": 0.01}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", "--max-wait-ms", "20", kwargs='{"act_seconds": 0.01}') as server:
         seen = concurrent_batch_sizes(server.port)
     assert max(seen) > 1 and np.mean(seen) > 2, seen
 
 
 def test_max_batch_1_turns_batching_off():
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", "--max-batch", "1", kwargs='{"act_seconds": 0.002}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", "--max-batch", "1", kwargs='{"act_seconds": 0.002}') as server:
         assert set(concurrent_batch_sizes(server.port, steps=5)) == {1}
 
 
 def test_a_raising_policy_fails_only_the_request_that_caused_it():
-    with PolicyServerProcess("serving_test_policies:RaisingPolicy", "--max-wait-ms", "50", kwargs='{"act_seconds": 0.0}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:RaisingPolicy", "--max-wait-ms", "50", kwargs='{"act_seconds": 0.0}') as server:
         with PolicyClient("127.0.0.1", server.port) as client:
             with pytest.raises(PolicyServerError, match="RaisingPolicy raised ValueError: negative state") as info:
                 client.act(state(1, -1.0))
@@ -370,7 +370,7 @@ def test_a_raising_policy_fails_only_the_request_that_caused_it():
 
 
 def test_clients_wait_for_initialize_and_see_why_it_failed():
-    with PolicyServerProcess("serving_test_policies:SlowInitPolicy", kwargs='{"seconds": 1.5}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:SlowInitPolicy", kwargs='{"seconds": 1.5}') as server:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.connect(f"tcp://127.0.0.1:{server.port}")
         sock.send_multipart(wire.encode({"v": wire.VERSION, "type": "act", "id": 1, "sessions": ["s"], "obs": state(1)}))
@@ -381,7 +381,7 @@ def test_clients_wait_for_initialize_and_see_why_it_failed():
         start = time.monotonic()
         with PolicyClient("127.0.0.1", server.port) as client:  # waits until ready
             assert client.metadata.name == "counting" and time.monotonic() - start > 0.5
-    with PolicyServerProcess("serving_test_policies:FailingInitPolicy") as server:
+    with PolicyServerProcess("helpers.serving_test_policies:FailingInitPolicy") as server:
         with pytest.raises(RuntimeError, match="failed to initialize: FileNotFoundError: checkpoint /nonexistent/ckpt not found"):
             PolicyClient("127.0.0.1", server.port)
 
@@ -436,7 +436,7 @@ def test_large_images_take_the_shared_memory_path_on_this_host():
     rng = np.random.default_rng(0)
     obs = {"state": rng.normal(size=(2, 64)).astype(np.float32), "left": rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8), "right": rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)}
     expected = np.stack([obs["left"].reshape(2, -1).sum(1), obs["right"].reshape(2, -1).sum(1), obs["state"].sum(1)], 1)
-    with PolicyServerProcess("serving_test_policies:ImageSumPolicy") as server:
+    with PolicyServerProcess("helpers.serving_test_policies:ImageSumPolicy") as server:
         for use_shm in (True, False):
             with PolicyClient("127.0.0.1", server.port, shared_memory=use_shm) as client:
                 assert client._shm is use_shm

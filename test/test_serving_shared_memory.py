@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agenthive.serving import PolicyClient, shared_memory, wire
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 MLP = '{"obs_dim": 21, "action_dim": 9, "chunk_length": 4, "seed": 3}'
 OBS_BYTES = 21 * 4
@@ -190,7 +190,7 @@ def test_short_lived_clients_leave_nothing_mapped_in_the_server():
             client.close()
         # else the client is dropped without close(): collecting it unlinks its segment
 
-    with PolicyServerProcess("serving_test_policies:CameraPolicy") as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CameraPolicy") as server:
         pid = server.process.pid
         short_lived_client(close=True)  # warm up the server's own buffers
         time.sleep(2.5)
@@ -206,7 +206,7 @@ def test_short_lived_clients_leave_nothing_mapped_in_the_server():
 
 @pytest.fixture(scope="module")
 def camera_server():
-    with PolicyServerProcess("serving_test_policies:CameraPolicy") as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CameraPolicy") as server:
         with PolicyClient("127.0.0.1", server.port, shared_memory=False) as observer:
             yield server, observer
 

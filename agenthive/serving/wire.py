@@ -23,11 +23,13 @@ error replies included, whenever the request's header is readable msgpack. Map k
 
 Requests (client -> server) and their replies:
 
-* ``hello``: the handshake, with ``shm_probe`` (``[segment, size, token]``: a client segment
-  that begins with a random token, or nil). Reply: ``ready``, ``server`` (an id that changes
-  when the server restarts), ``shm`` (whether the server read the token: the shared-memory fast
-  path works), ``max_message_bytes`` (the largest request the server accepts; clients refuse
-  larger ones before sending) and ``metadata`` (the policy's metadata once ready).
+* ``hello``: the handshake; a policy client sends ``shm_probe`` (``[segment, size, token]``: a
+  client segment that begins with a random token, or nil) for the server to read back. Reply:
+  ``serves``, ``ready``, ``error`` (why initialization failed, or None), ``server`` (an id
+  that changes when the server restarts), ``shm`` (whether the server read the token: client
+  and server share a host and user, and the fast path works), ``max_message_bytes`` (the
+  largest request the server accepts; clients refuse larger ones before sending) and
+  ``metadata`` (the policy's metadata once ready).
 * ``health``: reply ``ready``, ``error`` (why initialization failed, or None), ``sessions``,
   ``shm_mapped_bytes`` (client shared memory the server has mapped), ``uptime_s``.
 * ``act``: ``sessions`` (one id per batch element: an episode of one environment),
@@ -46,9 +48,9 @@ Requests (client -> server) and their replies:
 Every ``hello`` reply also says what the server serves: ``serves`` is ``"policy"`` or
 ``"env"`` (a reply without it comes from a policy server). An env server (``EnvServer``)
 answers ``hello`` with ``env`` (its name), ``batch_size`` and ``specs`` (the five TorchRL
-specs, ``full_observation_spec`` ... ``full_done_spec``, described by ``env_wire``),
+specs, ``full_observation_spec`` ... ``full_done_spec``, described by ``agenthive.remote_env.codec``),
 ``health`` with ``instances``, and these requests, where ``td`` is a TensorDict as nested
-maps of arrays (``env_wire``):
+maps of arrays (``agenthive.remote_env.codec``):
 
 * ``make``: a new env instance for this client. Reply: ``instance`` (its id).
 * ``reset``: ``instance``, ``td`` (``"_reset"`` masks and state entries, or nil). Reply:
