@@ -90,9 +90,9 @@ def _collect(args: list[str]) -> tuple[float | None, str]:
 def rh_collector_cuda(device: str, size: str) -> dict:
     tiny = size == "tiny"
     runs = {
-        "state_1_worker": ["--devices", device, "--envs-per-worker", "1" if tiny else "4",
+        "state_1_worker": ["--collector-devices", device, "--num-envs", "1" if tiny else "4",
                            "--total-frames", "40" if tiny else "8000", "--frames-per-batch", "20" if tiny else "400"],
-        "pixels_2_workers": ["--devices", f"{device},{device}", "--envs-per-worker", "2", "--pixels", "frames",
+        "pixels_2_workers": ["--collector-devices", f"{device},{device}", "--num-envs", "2", "--observation", "frames",
                              "--norm-init-frames", "200", "--total-frames", "2000", "--frames-per-batch", "200"],
     }
     if tiny:  # five more processes importing torch and RoboHive: too slow for the dry run in CI

@@ -50,7 +50,7 @@ CHECKS = {
     "robohive": [
         Check("rh_gpu_test", "checks_robohive", 45, "test_cuda_device_renders_there passes"),
         Check("rh_egl_pixels", "checks_robohive", 75, "RoboHiveEnv 224x224 top_cam through EGL on the GPU, steps/s vs torchrl's RoboHiveEnv and the CPU figure"),
-        Check("rh_collector_cuda", "checks_robohive", 75, "scripts/collect.py --devices cuda:0 (state) and cuda:0,cuda:0 (pixels, MultiAsyncCollector): frames/s"),
+        Check("rh_collector_cuda", "checks_robohive", 75, "scripts/collect.py --collector-devices cuda:0 (state) and cuda:0,cuda:0 (pixels, MultiAsyncCollector): frames/s"),
         Check("rh_batched_scaling", "checks_robohive", 90, "RoboHiveEnv(num_envs=...) steps/s over num_envs x num_threads on 16 cores"),
     ],
 }
