@@ -269,7 +269,17 @@ def main():
     )
     print("| batching | requests/s |\n|---|---|")
     print(f"| on (max batch {args.clients}) | {rates['on']:.0f} |\n| off (max batch 1) | {rates['off']:.0f} |")
-    print(f"\nbatching on / off: {rates['on'] / rates['off']:.2f}x")
+    speedup, ideal = rates["on"] / rates["off"], args.clients * cost_1 / cost_16
+    print(f"\nbatching on / off: {speedup:.2f}x; ideal {args.clients} x t(batch 1) / t(batch {args.clients}) = {ideal:.2f}x; efficiency {speedup / ideal:.2f} of ideal (target >= 0.85)")
+    print_targets(lat)
+
+
+def print_targets(lat):
+    """The issue-14 targets against the openpi websocket baseline of the same run."""
+    websocket_a, websocket_b = lat["a", "openpi websocket"][0], lat["b", "openpi websocket"][0]
+    tcp_a, tcp_b, shm_b = lat["a", "agenthive tcp"][0], lat["b", "agenthive tcp"][0], lat["b", "agenthive same-host"][0]
+    print(f"(a) agenthive tcp p50 {tcp_a:.0f} us vs websocket {websocket_a:.0f} us: {websocket_a / tcp_a:.2f}x (target >= 1.00x)")
+    print(f"(b) websocket p50 / agenthive tcp p50: {websocket_b / tcp_b:.2f}x (target >= 2x); / same-host p50: {websocket_b / shm_b:.2f}x (target >= 3x)")
 
 
 if __name__ == "__main__":
