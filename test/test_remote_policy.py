@@ -51,7 +51,7 @@ def test_batched_envs_get_one_request_and_their_own_actions(pendulum_server):
     assert rollout.batch_size == (3, 10)
     expected = MLPPolicy(3, 1, seed=5).forward(rollout["observation"].reshape(-1, 3).numpy())[:, 0]
     np.testing.assert_allclose(rollout["action"].reshape(-1, 1).numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert len(set(policy._sessions)) == 3
+    assert len(set(policy._player.sessions)) == 3
 
 
 def query(policy, values, is_init=None):
@@ -127,7 +127,7 @@ def test_pickles_without_its_connection_and_reconnects(counting_server):
     policy = RemotePolicyModule("127.0.0.1", counting_server.port, in_keys={"obs": "state"})
     query(policy, [1.0])
     clone = pickle.loads(pickle.dumps(policy))
-    assert clone._client is None
+    assert clone._connection.client is None
     assert query(clone, [2.0])[0, 3] == 6.0
 
 
@@ -208,7 +208,7 @@ def test_asynchronous_options_are_checked_at_construction(counting_server, kwarg
 
 
 def test_asynchronous_needs_a_policy_that_returns_chunks(pendulum_server):
-    with pytest.raises(ValueError, match=r"asynchronous=True needs chunks of 2 or more actions: policy 'MLPPolicy' at 127.0.0.1:\d+ has chunk_length=1"):
+    with pytest.raises(ValueError, match=r"asynchronous=True needs chunks of 2 or more actions: policy 'MLPPolicy' at 127.0.0.1:\d+ returns chunks of 1"):
         RemotePolicyModule("127.0.0.1", pendulum_server.port, asynchronous=True)
 
 
@@ -228,4 +228,4 @@ def test_asynchronous_drives_a_parallel_env_rollout_and_pickles():
     first_chunks = MLPPolicy(3, 1, chunk_length=4, seed=5).forward(rollout["observation"][:, 0].numpy())
     np.testing.assert_allclose(rollout["action"][:, :2].numpy(), first_chunks[:, :2], rtol=1e-5, atol=1e-6)  # played before any prefetch lands
     assert rollout["staleness"][:, :2].tolist() == [[0, 1], [0, 1]]
-    assert clone._client is None and clone._prefetcher is None
+    assert clone._connection.client is None and clone._player._prefetcher is None and clone._player.sessions is None

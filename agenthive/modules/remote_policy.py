@@ -1,10 +1,10 @@
 """``RemotePolicyModule``: a TensorDict policy whose forward pass runs in a policy server.
 
 The server may live in another Python environment (JAX, transformers) or on another
-machine; this module maps TensorDict entries to the server's observation names, sends the
-whole batch in one request, and plays back the returned action chunks with one
-``agenthive.serving.chunker.ChunkQueue`` per batch element (the same queues the server uses
-for thin clients). Each batch element is its own episode on the server; an ``"is_init"``
+machine; this module maps TensorDict entries to the server's observation names and back,
+and leaves the rest to the torch-free ``agenthive.serving.chunker.ChunkPlayer``: one request
+for the whole batch, and one ``ChunkQueue`` per batch element to play the returned action
+chunks (the same queues the server uses for thin clients). Each batch element is its own episode on the server; an ``"is_init"``
 entry (torchrl's ``InitTracker`` transform) restarts the episodes that it marks.
 
 Synchronously (the default), a sub-env whose queue is empty asks for a new chunk and
@@ -16,16 +16,11 @@ for the steps played meanwhile are skipped and the overlap is merged by ``aggreg
 The module holds no parameters and pickles without its connection, so multi-process
 collectors can ship it to their workers, where it reconnects on first use.
 """
-import queue
-import threading
-import uuid
-
-import numpy as np
 import torch
 from tensordict.nn import TensorDictModuleBase
 
-from agenthive.serving.chunker import ActionChunker, aggregate_function
-from agenthive.serving.client import MetadataMismatchError, PolicyClient, PolicyTimeoutError
+from agenthive.serving.chunker import ChunkPlayer, check_player_options
+from agenthive.serving.client import MetadataMismatchError, PolicyClient
 
 
 class RemotePolicyModule(TensorDictModuleBase):
@@ -119,16 +114,17 @@ class RemotePolicyModule(TensorDictModuleBase):
             raise ValueError(f"protocol={protocol!r}: expected 'agenthive' or 'openpi'")
         if len(out_keys) != 1:
             raise ValueError(f"out_keys={out_keys!r}: expected exactly one key, for the action")
-        _check_asynchronous_options(asynchronous, prefetch_threshold, aggregate, replan_every)
-        self.host, self.port, self.protocol = host, int(port), protocol
-        self.timeout, self.ready_timeout = timeout, ready_timeout
-        self.instruction = instruction
-        self.curve_server_key, self.curve_client_key, self.shared_memory = curve_server_key, curve_client_key, shared_memory
+        check_player_options(asynchronous, prefetch_threshold, aggregate, replan_every)
+        self.host, self.port, self.protocol, self.timeout = host, int(port), protocol, timeout
         self.asynchronous, self.prefetch_threshold, self.aggregate = asynchronous, prefetch_threshold, aggregate
         self.staleness_key = staleness_key
-        self._client = None
-        self._connect()
-        metadata = self._client.metadata
+        # the player calls the connection, which knows nothing of this module: no reference
+        # cycle, so that an unclosed module frees its ZeroMQ socket before its context
+        self._connection = _Connection(
+            host, int(port), protocol, timeout=timeout, ready_timeout=ready_timeout, instruction=instruction,
+            curve_server_key=curve_server_key, curve_client_key=curve_client_key, shared_memory=shared_memory,
+        )
+        metadata = self._connection.open()
         self.metadata = metadata  # None for openpi servers, which announce free-form metadata
         if in_keys is None:
             if metadata is None:
@@ -136,39 +132,47 @@ class RemotePolicyModule(TensorDictModuleBase):
             in_keys = list(metadata.observations)
         self._obs_names = dict(in_keys) if isinstance(in_keys, dict) else {key: key for key in in_keys}
         if metadata is not None:
-            _check_metadata(metadata, self._obs_names, instruction, replan_every, asynchronous, f"{host}:{port}")
+            _check_metadata(metadata, self._obs_names, instruction, replan_every, f"{host}:{port}")
             _check_specs(metadata, self._obs_names, observation_spec, action_spec, f"{host}:{port}")
         self.replan_every = replan_every
-        self.chunk_length = metadata.chunk_length if metadata is not None else None  # openpi: known at the first reply
         self.in_keys = list(self._obs_names)
         self.out_keys = list(out_keys) + ([staleness_key] if staleness_key is not None else [])
-        self.dry_waits = self.late_replies = 0
-        self._prefetcher = None
-        self._forget_episodes()
+        self._player = self._new_player()
 
-    def _connect(self):
-        if self.protocol == "openpi":
-            from agenthive.serving.openpi import OpenPIClient
-
-            self._client = OpenPIClient(self.host, self.port, timeout=self.timeout)
-            return
-        self._client = PolicyClient(
-            self.host, self.port, timeout=self.timeout, ready_timeout=self.ready_timeout,
-            curve_server_key=self.curve_server_key, curve_client_key=self.curve_client_key, shared_memory=self.shared_memory,
+    def _new_player(self):
+        where = f"policy {self.metadata.name!r} at {self.host}:{self.port}" if self.metadata is not None else f"the openpi server at {self.host}:{self.port}"
+        return ChunkPlayer(
+            self._connection.act, chunk_length=self.metadata.chunk_length if self.metadata is not None else None, replan_every=self.replan_every,
+            asynchronous=self.asynchronous, prefetch_threshold=self.prefetch_threshold, aggregate=self.aggregate, timeout=2 * self.timeout, where=where,
         )
-        expected = getattr(self, "metadata", None)
-        if expected is not None and self._client.metadata != expected:
-            raise MetadataMismatchError(f"the server at {self.host}:{self.port} now serves {self._client.metadata}, this module was made for {expected}")
 
-    def _forget_episodes(self):
-        self._sessions = None  # one episode id per batch element
-        self._chunker = None  # one ChunkQueue per batch element
-        self._generations = None  # per batch element: changes at each reset, so that late replies are recognised
-        self._pending = None  # per batch element: a background request is out for it
+    @property
+    def instruction(self):
+        """The language instruction sent with each request (may be changed between episodes)."""
+        return self._connection.instruction
+
+    @instruction.setter
+    def instruction(self, instruction):
+        self._connection.instruction = instruction
+
+    @property
+    def chunk_length(self):
+        """Actions per chunk (from an openpi server: known after the first reply, else None)."""
+        return self._player.chunk_length
+
+    @property
+    def dry_waits(self):
+        """(asynchronous) Sub-env steps that waited because the queue ran dry (see ``ChunkPlayer``)."""
+        return self._player.dry_waits
+
+    @property
+    def late_replies(self):
+        """(asynchronous) Replies dropped because their sub-env was reset meanwhile."""
+        return self._player.late_replies
 
     def reset(self):
         """Forget the action chunks and start new episodes on the next call."""
-        self._forget_episodes()
+        self._player.reset()
 
     def forward(self, tensordict):
         batch_shape = tensordict.batch_size
@@ -178,126 +182,26 @@ class RemotePolicyModule(TensorDictModuleBase):
             value = tensordict.get(key)
             obs[name] = value.detach().reshape(n, *value.shape[len(batch_shape):]).cpu().numpy()
         is_init = tensordict.get("is_init", None)
-        starting = self._start_episodes(n, None if is_init is None else is_init.reshape(n).cpu().numpy())
-        if self.asynchronous:
-            self._fill_asynchronously(obs, starting)
-        else:
-            empty = np.flatnonzero(self._chunker.remaining == 0)
-            if len(empty):
-                reply = self._act(*self._request(obs, empty, starting[empty]))
-                self._receive(self._asked(empty), reply)
-        actions, staleness = self._chunker.pop()
+        actions, staleness = self._player.step(obs, None if is_init is None else is_init.reshape(n).cpu().numpy())
         device = tensordict.device if tensordict.device is not None else torch.device("cpu")
         tensordict.set(self.out_keys[0], torch.as_tensor(actions, device=device).reshape(*batch_shape, *actions.shape[1:]))
         if self.staleness_key is not None:
             tensordict.set(self.staleness_key, torch.as_tensor(staleness, device=device).reshape(batch_shape))
         return tensordict
 
-    def _start_episodes(self, n, is_init):
-        """Which batch elements start an episode now; their queues are emptied."""
-        if self._sessions is None or len(self._sessions) != n:
-            self._sessions = [uuid.uuid4().hex for _ in range(n)]
-            self._chunker = ActionChunker(n, self.aggregate if self.asynchronous else "latest_only")
-            self._generations = np.array([uuid.uuid4().int >> 65 for _ in range(n)], dtype=np.int64)
-            self._pending = np.zeros(n, dtype=bool)
-            return np.ones(n, dtype=bool)
-        starting = np.zeros(n, dtype=bool) if is_init is None else is_init.astype(bool)
-        index = np.flatnonzero(starting)
-        self._chunker.reset(index)
-        self._generations[index] += 1  # a reply still out for the old episode will be dropped
-        self._pending[index] = False
-        return starting
-
-    def _request(self, obs, index, resets):
-        """The arguments of one request for the batch elements ``index``."""
-        observations = {name: value[index] for name, value in obs.items()}  # copies: the request may leave later
-        return observations, [self._sessions[i] for i in index], resets.tolist()
-
-    def _asked(self, index):
-        """What a reply to a request for ``index`` is checked against when it arrives."""
-        return index, self._generations[index].copy(), self._chunker.steps[index]
-
-    def _act(self, observations, sessions, resets):
-        if self._client is None:
-            self._connect()
-        return self._client.act(observations, sessions=sessions, reset=resets, instruction=self.instruction)
-
-    def _receive(self, asked, reply):
-        """Queue the chunks of ``reply`` for the elements still in the episode they were asked for."""
-        index, generations, obs_steps = asked
-        actions = reply["actions"]
-        if self.chunk_length is None:  # openpi: chunk length known now
-            if self.asynchronous and actions.shape[1] < 2:
-                raise ValueError(f"asynchronous=True needs chunks of 2 or more actions: the openpi server at {self.host}:{self.port} returns 1")
-            self.chunk_length = actions.shape[1]
-        keep = np.flatnonzero(self._current(index, generations))
-        self.late_replies += len(index) - len(keep)
-        self._pending[index[keep]] = False
-        self._chunker.push(index[keep], actions[keep], obs_steps[keep], keep=self.replan_every)
-
-    def _current(self, index, generations):
-        """Which of the elements ``index`` are still in the episodes ``generations``."""
-        if self._generations is None:
-            return np.zeros(len(index), dtype=bool)
-        inside = index < len(self._generations)
-        return inside & (self._generations[np.where(inside, index, 0)] == generations)
-
-    # -- asynchronous chunks --------------------------------------------------------------------
-
-    def _fill_asynchronously(self, obs, starting):
-        """Send one background request for the elements that need one; wait only for those
-        whose queue is empty."""
-        self._collect(block=False)
-        remaining = self._chunker.remaining
-        threshold = 0 if self.chunk_length is None else self.prefetch_threshold * self.chunk_length
-        self._prefetch(obs, np.flatnonzero(~self._pending & (remaining <= threshold)), starting)
-        empty = remaining == 0
-        self.dry_waits += int(np.count_nonzero(empty & (self._chunker.steps > 0)))
-        while empty.any():
-            self._collect(block=True)
-            empty = self._chunker.remaining == 0
-            # a chunk can arrive entirely in the past, or for an episode that has since ended: ask again
-            self._prefetch(obs, np.flatnonzero(empty & ~self._pending), starting)
-
-    def _prefetch(self, obs, index, starting):
-        if not len(index):
-            return
-        if self._prefetcher is None:
-            self._prefetcher = _Prefetcher(self._act)
-        self._pending[index] = True
-        self._prefetcher.submit(self._asked(index), self._request(obs, index, starting[index]))
-
-    def _collect(self, block):
-        """Queue the replies that arrived (waiting for one if ``block``); raise the first
-        failed request's error after queueing the others."""
-        if self._prefetcher is None:
-            return
-        failure = None
-        for asked, reply in self._prefetcher.replies(block, self.timeout * 2):
-            if isinstance(reply, Exception):
-                index, generations, _ = asked
-                self._pending[index[self._current(index, generations)]] = False  # the next forward asks again
-                failure = failure or reply
-            else:
-                self._receive(asked, reply)
-        if failure is not None:
-            raise failure
-
     def close(self):
         """Stop the background requests and close the connection (reopened on the next call)."""
-        if self._prefetcher is not None:
-            self._prefetcher.stop()
-            self._prefetcher = None
-            self._pending = None if self._pending is None else np.zeros_like(self._pending)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._player.close()
+        self._connection.close()
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_client"] = state["_prefetcher"] = None  # sockets and threads do not cross processes: reconnect on first use
-        state["_sessions"] = state["_chunker"] = state["_generations"] = state["_pending"] = None
+        state["_player"] = None  # threads do not cross processes: a new player (new episodes) on arrival
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._player = self._new_player()
 
     def __repr__(self):
         name = self.metadata.name if self.metadata is not None else "openpi policy"
@@ -305,59 +209,48 @@ class RemotePolicyModule(TensorDictModuleBase):
         return f"{type(self).__name__}({name} at {self.protocol}://{self.host}:{self.port}, in_keys={self.in_keys}, out_keys={self.out_keys}{mode})"
 
 
-class _Prefetcher:
-    """A thread that sends requests one after the other and hands back their replies.
+class _Connection:
+    """The connection to the policy server, (re)opened on first use; pickles without it."""
 
-    ``act(*request)`` runs in the thread (the connection is used by it alone while it
-    runs); an exception it raises is handed back in place of the reply.
-    """
+    def __init__(self, host, port, protocol, *, timeout, ready_timeout, instruction, curve_server_key, curve_client_key, shared_memory):
+        self.host, self.port, self.protocol, self.timeout, self.ready_timeout = host, port, protocol, timeout, ready_timeout
+        self.instruction = instruction
+        self.curve_server_key, self.curve_client_key, self.shared_memory = curve_server_key, curve_client_key, shared_memory
+        self.client = None
+        self.metadata = None  # what the server announced at the first connection
 
-    def __init__(self, act):
-        self._act = act
-        self._requests = queue.Queue()
-        self._replies = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="remote-policy-prefetch", daemon=True)
-        self._thread.start()
+    def open(self):
+        """Connect; returns the server's metadata (None for openpi servers)."""
+        if self.protocol == "openpi":
+            from agenthive.serving.openpi import OpenPIClient
 
-    def _run(self):
-        while (job := self._requests.get()) is not None:
-            asked, request = job
-            try:
-                self._replies.put((asked, self._act(*request)))
-            except Exception as err:  # raised in forward, in the caller's thread
-                self._replies.put((asked, err))
+            self.client = OpenPIClient(self.host, self.port, timeout=self.timeout)
+            return None
+        self.client = PolicyClient(
+            self.host, self.port, timeout=self.timeout, ready_timeout=self.ready_timeout,
+            curve_server_key=self.curve_server_key, curve_client_key=self.curve_client_key, shared_memory=self.shared_memory,
+        )
+        if self.metadata is not None and self.client.metadata != self.metadata:
+            raise MetadataMismatchError(f"the server at {self.host}:{self.port} now serves {self.client.metadata}, this module was made for {self.metadata}")
+        self.metadata = self.client.metadata
+        return self.metadata
 
-    def submit(self, asked, request):
-        self._requests.put((asked, request))
+    def act(self, observations, sessions, resets):
+        """One request (from the player's background thread when asynchronous)."""
+        if self.client is None:
+            self.open()
+        return self.client.act(observations, sessions=sessions, reset=resets, instruction=self.instruction)
 
-    def replies(self, block, timeout):
-        """The (asked, reply or exception) pairs that arrived; with ``block``, waits up to
-        ``timeout`` for at least one."""
-        arrived = []
-        try:
-            if block:
-                arrived.append(self._replies.get(timeout=timeout))
-            while True:
-                arrived.append(self._replies.get_nowait())
-        except queue.Empty:
-            if block and not arrived:
-                raise PolicyTimeoutError(f"no reply from the background request thread within {timeout:.1f} s") from None
-        return arrived
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
-    def stop(self):
-        self._requests.put(None)
-        self._thread.join()
+    def __getstate__(self):
+        return {**self.__dict__, "client": None}  # sockets do not cross processes: reconnect on first use
 
 
-def _check_asynchronous_options(asynchronous, prefetch_threshold, aggregate, replan_every):
-    if not 0 < prefetch_threshold <= 1:
-        raise ValueError(f"prefetch_threshold={prefetch_threshold!r}: expected a fraction of the chunk in (0, 1]")
-    aggregate_function(aggregate)
-    if asynchronous and replan_every is not None:
-        raise ValueError(f"replan_every={replan_every} is for synchronous playback: with asynchronous=True, prefetch_threshold decides when to ask")
-
-
-def _check_metadata(metadata, obs_names, instruction, replan_every, asynchronous, where):
+def _check_metadata(metadata, obs_names, instruction, replan_every, where):
     """Raise if the module's arguments do not fit the policy the server announced."""
     missing = sorted(set(metadata.observations) - set(obs_names.values()))
     extra = sorted(set(obs_names.values()) - set(metadata.observations))
@@ -370,8 +263,6 @@ def _check_metadata(metadata, obs_names, instruction, replan_every, asynchronous
         raise ValueError(f"policy {metadata.name!r} at {where} takes a language instruction: pass instruction='...'")
     if replan_every is not None and not 1 <= replan_every <= metadata.chunk_length:
         raise ValueError(f"replan_every={replan_every}: expected 1 to chunk_length={metadata.chunk_length}")
-    if asynchronous and metadata.chunk_length < 2:
-        raise ValueError(f"asynchronous=True needs chunks of 2 or more actions: policy {metadata.name!r} at {where} has chunk_length={metadata.chunk_length}")
 
 
 def _check_specs(metadata, obs_names, observation_spec, action_spec, where):
