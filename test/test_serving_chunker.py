@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from agenthive.serving.chunker import AGGREGATES, ActionChunker, ChunkQueue
+from agenthive.serving.chunker import AGGREGATES, ActionChunker, ChunkPlayer, ChunkQueue
 
 
 def chunk(*values):
@@ -71,3 +71,24 @@ def test_action_chunker_plays_each_element_from_its_own_queue():
     assert chunker.remaining.tolist() == [2, 0, 2] and chunker.steps.tolist() == [1, 1, 1]
     chunker.reset([2])
     assert chunker.remaining.tolist() == [2, 0, 0] and chunker.steps.tolist() == [1, 1, 0]
+
+
+def test_chunk_player_ends_the_sessions_it_replaces_after_the_requests_before():
+    calls = []
+
+    def act(observations, sessions, resets):
+        calls.append(("act", list(sessions), list(resets)))
+        return {"actions": np.zeros((len(sessions), 4, 1), np.float32)}
+
+    for asynchronous in (False, True):
+        calls.clear()
+        player = ChunkPlayer(act, chunk_length=4, asynchronous=asynchronous, end_sessions=lambda sessions: calls.append(("end", list(sessions))))
+        player.step({"x": np.zeros((2, 1))})
+        first = list(player.sessions)
+        player.step({"x": np.zeros((2, 1))}, is_init=[False, True])  # a reset of one element keeps its session id
+        player.step({"x": np.zeros((3, 1))})  # a new batch size: new sessions, the old ones ended
+        player.close()
+        assert calls[0] == ("act", first, [True, True])
+        assert ("act", first[1:], [True]) in calls
+        assert ("end", first) in calls and calls.index(("end", first)) < len(calls) - 1  # before the new batch's request
+        assert calls[-1][0] == "act" and len(calls[-1][1]) == 3 and calls[-1][2] == [True] * 3

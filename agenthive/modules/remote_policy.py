@@ -144,6 +144,7 @@ class RemotePolicyModule(TensorDictModuleBase):
         return ChunkPlayer(
             self._connection.act, chunk_length=self.metadata.chunk_length if self.metadata is not None else None, replan_every=self.replan_every,
             asynchronous=self.asynchronous, prefetch_threshold=self.prefetch_threshold, aggregate=self.aggregate, timeout=2 * self.timeout, where=where,
+            end_sessions=self._connection.end_sessions,
         )
 
     @property
@@ -240,6 +241,11 @@ class _Connection:
         if self.client is None:
             self.open()
         return self.client.act(observations, sessions=sessions, reset=resets, instruction=self.instruction)
+
+    def end_sessions(self, sessions):
+        """openpi servers keep an episode per connection: close those of ``sessions``."""
+        if self.protocol == "openpi" and self.client is not None:
+            self.client.end_sessions(sessions)
 
     def close(self):
         if self.client is not None:

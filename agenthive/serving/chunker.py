@@ -24,11 +24,14 @@ Example:
     >>> episode.remaining
     1
 """
+import logging
 import queue
 import threading
 import uuid
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 def _weighted_average(old, new):
@@ -202,6 +205,9 @@ class ChunkPlayer:
         aggregate: (asynchronous) the merge rule (see ``aggregate_function``).
         timeout: seconds ``step`` waits for a background reply before raising ``TimeoutError``.
         where: the policy and its address, for errors.
+        end_sessions: optional ``end_sessions(sessions)``, called with the sessions this
+            player stops using (``reset``, a new batch size); in the background thread
+            when asynchronous, after the requests sent before.
 
     Attributes:
         dry_waits: (asynchronous) element steps whose queue was empty before the reply
@@ -217,9 +223,12 @@ class ChunkPlayer:
         [[10.0, 20.0], [11.0, 21.0], [10.0, 20.0]]
     """
 
-    def __init__(self, act, *, chunk_length=None, replan_every=None, asynchronous=False, prefetch_threshold=0.5, aggregate="weighted_average", timeout=10.0, where="the policy"):
+    def __init__(
+        self, act, *, chunk_length=None, replan_every=None, asynchronous=False, prefetch_threshold=0.5, aggregate="weighted_average", timeout=10.0,
+        where="the policy", end_sessions=None,
+    ):
         check_player_options(asynchronous, prefetch_threshold, aggregate, replan_every)
-        self._act, self.where, self.timeout = act, where, timeout
+        self._act, self._end_sessions, self.where, self.timeout = act, end_sessions, where, timeout
         self.replan_every, self.asynchronous = replan_every, asynchronous
         self.prefetch_threshold, self.aggregate = prefetch_threshold, aggregate
         self.chunk_length = None
@@ -227,6 +236,7 @@ class ChunkPlayer:
             self._learn_chunk_length(chunk_length)
         self.dry_waits = self.late_replies = 0
         self._prefetcher = None
+        self.sessions = None
         self.reset()
 
     def _learn_chunk_length(self, chunk_length):
@@ -236,6 +246,11 @@ class ChunkPlayer:
 
     def reset(self):
         """Start new episodes for every element at the next step."""
+        if self.sessions is not None and self._end_sessions is not None:
+            if self._prefetcher is not None:
+                self._prefetcher.submit(None, (self.sessions,), act=self._end_sessions)
+            else:
+                self._end_sessions(self.sessions)
         self.sessions = None  # one episode id per element
         self._chunker = None  # one ChunkQueue per element
         self._generations = None  # per element: changes at each reset, so that late replies are recognised
@@ -262,6 +277,7 @@ class ChunkPlayer:
     def _start_episodes(self, batch, is_init):
         """Which elements start an episode now; their queues are emptied."""
         if self.sessions is None or len(self.sessions) != batch:
+            self.reset()
             self.sessions = [uuid.uuid4().hex for _ in range(batch)]
             self._chunker = ActionChunker(batch, self.aggregate if self.asynchronous else "latest_only")
             self._generations = np.array([uuid.uuid4().int >> 65 for _ in range(batch)], dtype=np.int64)
@@ -372,14 +388,20 @@ class _Prefetcher:
 
     def _run(self):
         while (job := self._requests.get()) is not None:
-            asked, request = job
+            asked, request, act = job
             try:
-                self._replies.put((asked, self._act(*request)))
+                reply = act(*request)
             except Exception as err:  # raised by step, in the caller's thread
-                self._replies.put((asked, err))
+                reply = err
+            if asked is not None:
+                self._replies.put((asked, reply))
+            elif isinstance(reply, Exception):
+                logger.warning("ending sessions in the background failed: %s", reply)
 
-    def submit(self, asked, request):
-        self._requests.put((asked, request))
+    def submit(self, asked, request, act=None):
+        """Run ``act(*request)`` (default: the request function) after the jobs before; its
+        reply is handed back with ``asked``, or dropped if ``asked`` is None."""
+        self._requests.put((asked, request, act or self._act))
 
     def replies(self, block, timeout):
         """The (asked, reply or exception) pairs that arrived; with ``block``, waits up to
