@@ -13,12 +13,12 @@ from torchrl.envs import GymEnv, InitTracker, SerialEnv, TransformedEnv
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving import PolicyTimeoutError
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 
 @pytest.fixture(scope="module")
 def counting_server():
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 4}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 4}') as server:
         yield server
 
 
@@ -91,7 +91,7 @@ def test_mismatches_fail_at_construction(counting_server):
         RemotePolicyModule("127.0.0.1", counting_server.port, in_keys=["obs"])
     with pytest.raises(ValueError, match="replan_every=5: expected 1 to chunk_length=4"):
         RemotePolicyModule("127.0.0.1", counting_server.port, replan_every=5)
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", kwargs='{"takes_instruction": true}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"takes_instruction": true}') as server:
         with pytest.raises(ValueError, match="takes a language instruction"):
             RemotePolicyModule("127.0.0.1", server.port)
         policy = RemotePolicyModule("127.0.0.1", server.port, in_keys={"obs": "state"}, instruction="open the drawer")
@@ -152,7 +152,7 @@ def test_multiprocess_collector_workers_reconnect(pendulum_server):
 def test_asynchronous_queue_never_runs_dry_with_a_fixed_latency_policy():
     # CountingPolicy, chunk of 16, 40 ms per call; a 20 ms control period: at threshold 0.5
     # the request goes out with 8 steps (160 ms) queued, four times the policy's latency
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 16, "act_seconds": 0.04}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 16, "act_seconds": 0.04}') as server:
         policy = RemotePolicyModule(
             "127.0.0.1", server.port, in_keys={"obs": "state"}, asynchronous=True, prefetch_threshold=0.5, aggregate="latest_only", staleness_key="staleness"
         )
@@ -177,7 +177,7 @@ def test_asynchronous_queue_never_runs_dry_with_a_fixed_latency_policy():
 
 
 def test_asynchronous_reset_drops_the_pending_chunk_and_counts_the_late_reply():
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 4, "act_seconds": 0.3}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 4, "act_seconds": 0.3}') as server:
         policy = RemotePolicyModule("127.0.0.1", server.port, in_keys={"obs": "state"}, asynchronous=True, prefetch_threshold=0.5, staleness_key="staleness")
         for _ in range(2):
             query(policy, [1.0, 2.0])  # step 0 waits for the first chunks

@@ -4,8 +4,11 @@ The server may live in another Python environment (JAX, transformers) or on anot
 machine; this module maps TensorDict entries to the server's observation names and back,
 and leaves the rest to the torch-free ``agenthive.serving.chunker.ChunkPlayer``: one request
 for the whole batch, and one ``ChunkQueue`` per batch element to play the returned action
-chunks (the same queues the server uses for thin clients). Each batch element is its own episode on the server; an ``"is_init"``
-entry (torchrl's ``InitTracker`` transform) restarts the episodes that it marks.
+chunks (the same queues the server uses for thin clients). Each batch element is its own
+episode on the server; an ``"is_init"`` entry (torchrl's ``InitTracker`` transform) restarts
+the episodes that it marks. With ``protocol="openpi"`` each batch element has its own
+websocket connection, since an openpi server keeps one episode per connection, and a
+restarted episode gets a new one.
 
 Synchronously (the default), a sub-env whose queue is empty asks for a new chunk and
 ``forward`` waits for it. With ``asynchronous=True``, a sub-env whose queue falls to

@@ -69,3 +69,12 @@ class RaisingPolicy(CountingPolicy):
                 episode["step"] += 1
             raise ValueError("negative state")
         return super().act_batch(observations, episodes)
+
+
+class CameraPolicy(Policy):
+    """One 640x480 camera image in, its sum out: a client's image fills most of a 1 MiB segment."""
+
+    metadata = PolicyMetadata("camera", {"image": ((480, 640, 3), "uint8")}, (1,))
+
+    def act_batch(self, observations, episodes):
+        return {"actions": observations["image"].sum(axis=(1, 2, 3), dtype=np.int64).astype(np.float32)[:, None, None]}
