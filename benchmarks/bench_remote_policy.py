@@ -119,6 +119,7 @@ def latency(rounds, per_round):
                         start = time.perf_counter()
                         call()
                         times.append(time.perf_counter() - start)
+        cpu = cpu_per_request(contenders["a"], {"agenthive tcp": servers["a"][0].pid, "openpi websocket": ws_process.pid}, rounds * per_round)
     finally:
         for client in clients:
             client.close()
@@ -127,7 +128,27 @@ def latency(rounds, per_round):
             process.wait()
         echo_process.terminate()
         ws_process.terminate()
-    return {key: (np.percentile(t, 50) * 1e6, np.percentile(t, 99) * 1e6) for key, t in samples.items()}
+    return {key: (np.percentile(t, 50) * 1e6, np.percentile(t, 99) * 1e6) for key, t in samples.items()}, cpu
+
+
+def cpu_per_request(contenders, server_pids, requests):
+    """contender -> (client thread, server process) CPU microseconds per request of payload (a).
+
+    CPU time is what the wall-clock p50 is made of on a quiet machine, and unlike the p50 it
+    barely moves when other processes load the machine (Linux: the server's from /proc).
+    """
+    def server_cpu(pid):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    cpu = {}
+    for who, pid in server_pids.items():
+        call = contenders[who]
+        client_start, server_start = time.thread_time(), server_cpu(pid)
+        for _ in range(requests):
+            call()
+        cpu[who] = ((time.thread_time() - client_start) / requests * 1e6, (server_cpu(pid) - server_start) / requests * 1e6)
+    return cpu
 
 
 def make_contenders(servers, echo_port, ws_port, clients):
@@ -253,7 +274,7 @@ def main():
     parser.add_argument("--hidden", type=int, default=256, help="hidden width of that MLP")
     args = parser.parse_args()
 
-    lat = latency(args.rounds, args.per_round)
+    lat, cpu = latency(args.rounds, args.per_round)
     print(f"latency, loopback, {args.rounds} interleaved rounds x {args.per_round} requests (microseconds)\n")
     print("| payload | contender | p50 | p99 | p50 / zmq echo | openpi websocket p50 / p50 |")
     print("|---|---|---|---|---|---|")
@@ -269,7 +290,19 @@ def main():
     )
     print("| batching | requests/s |\n|---|---|")
     print(f"| on (max batch {args.clients}) | {rates['on']:.0f} |\n| off (max batch 1) | {rates['off']:.0f} |")
-    print(f"\nbatching on / off: {rates['on'] / rates['off']:.2f}x")
+    speedup, ideal = rates["on"] / rates["off"], args.clients * cost_1 / cost_16
+    print(f"\nbatching on / off: {speedup:.2f}x; ideal {args.clients} x t(batch 1) / t(batch {args.clients}) = {ideal:.2f}x; efficiency {speedup / ideal:.2f} of ideal (target >= 0.85)")
+    print_targets(lat)
+    for who, (client, server) in cpu.items():
+        print(f"CPU per request of payload (a), {who}: client thread {client:.0f} us, server process {server:.0f} us")
+
+
+def print_targets(lat):
+    """The issue-14 targets against the openpi websocket baseline of the same run."""
+    websocket_a, websocket_b = lat["a", "openpi websocket"][0], lat["b", "openpi websocket"][0]
+    tcp_a, tcp_b, shm_b = lat["a", "agenthive tcp"][0], lat["b", "agenthive tcp"][0], lat["b", "agenthive same-host"][0]
+    print(f"(a) agenthive tcp p50 {tcp_a:.0f} us vs websocket {websocket_a:.0f} us: {websocket_a / tcp_a:.2f}x (target >= 1.00x)")
+    print(f"(b) websocket p50 / agenthive tcp p50: {websocket_b / tcp_b:.2f}x (target >= 2x); / same-host p50: {websocket_b / shm_b:.2f}x (target >= 3x)")
 
 
 if __name__ == "__main__":

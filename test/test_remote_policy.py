@@ -1,6 +1,8 @@
 """RemotePolicyModule against real policy servers: TorchRL rollouts (RoboHive, batched envs),
 action chunks, episode resets, construction-time checks, pickling into collector workers."""
+import functools
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ def test_batched_envs_get_one_request_and_their_own_actions(pendulum_server):
     assert rollout.batch_size == (3, 10)
     expected = MLPPolicy(3, 1, seed=5).forward(rollout["observation"].reshape(-1, 3).numpy())[:, 0]
     np.testing.assert_allclose(rollout["action"].reshape(-1, 1).numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert len(set(policy._sessions)) == 3
+    assert len(set(policy._player.sessions)) == 3
 
 
 def query(policy, values, is_init=None):
@@ -60,10 +62,17 @@ def query(policy, values, is_init=None):
 
 
 def test_chunks_replan_every_k_steps(counting_server):
-    policy = RemotePolicyModule("127.0.0.1", counting_server.port, in_keys={"obs": "state"}, replan_every=3)
-    played = np.stack([query(policy, [1.0])[0] for _ in range(7)])
+    policy = RemotePolicyModule("127.0.0.1", counting_server.port, in_keys={"obs": "state"}, replan_every=3, staleness_key="staleness")
+    played, staleness = [], []
+    for _ in range(7):
+        td = policy(TensorDict({"obs": torch.ones(1, 3)}, batch_size=[1]))
+        played.append(td["action"][0].numpy())
+        staleness.append(int(td["staleness"][0]))
+    played = np.stack(played)
     assert played[:, 0].tolist() == [0, 0, 0, 1, 1, 1, 2]  # server queries: every 3 steps
     assert (played[:, 3] - 3).tolist() == [0, 1, 2, 0, 1, 2, 0]  # position in the chunk
+    assert staleness == [0, 1, 2, 0, 1, 2, 0]  # steps since the observation behind each action
+    assert policy.dry_waits == 0 and policy.late_replies == 0
 
 
 def test_is_init_restarts_only_the_marked_episodes(counting_server):
@@ -118,7 +127,7 @@ def test_pickles_without_its_connection_and_reconnects(counting_server):
     policy = RemotePolicyModule("127.0.0.1", counting_server.port, in_keys={"obs": "state"})
     query(policy, [1.0])
     clone = pickle.loads(pickle.dumps(policy))
-    assert clone._client is None
+    assert clone._connection.client is None
     assert query(clone, [2.0])[0, 3] == 6.0
 
 
@@ -135,3 +144,88 @@ def test_multiprocess_collector_workers_reconnect(pendulum_server):
     for batch in batches:
         expected = MLPPolicy(3, 1, seed=5).forward(batch["observation"].reshape(-1, 3).numpy())[:, 0]
         np.testing.assert_allclose(batch["action"].reshape(-1, 1).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+# -- asynchronous chunks ---------------------------------------------------------------------
+
+
+def test_asynchronous_queue_never_runs_dry_with_a_fixed_latency_policy():
+    # CountingPolicy, chunk of 16, 40 ms per call; a 20 ms control period: at threshold 0.5
+    # the request goes out with 8 steps (160 ms) queued, four times the policy's latency
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 16, "act_seconds": 0.04}') as server:
+        policy = RemotePolicyModule(
+            "127.0.0.1", server.port, in_keys={"obs": "state"}, asynchronous=True, prefetch_threshold=0.5, aggregate="latest_only", staleness_key="staleness"
+        )
+        actions, staleness = [], []
+        for t in range(48):
+            start = time.monotonic()
+            td = policy(TensorDict({"obs": torch.full((3, 3), float(t))}, batch_size=[3]))  # the observation of step t is t
+            actions.append(td["action"].numpy())
+            staleness.append(td["staleness"].numpy())
+            time.sleep(max(0.0, 0.02 - (time.monotonic() - start)))
+        policy.close()
+    actions, staleness = np.stack(actions), np.stack(staleness)
+    assert policy.dry_waits == 0 and policy.late_replies == 0
+    steps = np.arange(48)[:, None]
+    obs_steps = steps - staleness
+    # CountingPolicy's chunk from observation s holds 3 s + k at position k: the action played
+    # at step t came from the chunk predicted at step t - staleness, at position staleness
+    np.testing.assert_array_equal(actions[..., 3], 3 * obs_steps + staleness)
+    assert staleness.max() < 16 and (staleness[1:] != staleness[:-1] + 1).any()  # later chunks replaced earlier ones
+    assert actions[..., 0].max() >= 4  # at least 5 policy calls per episode, the later ones in the background
+    assert (np.diff(actions[..., 0], axis=0) >= 0).all()
+
+
+def test_asynchronous_reset_drops_the_pending_chunk_and_counts_the_late_reply():
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 4, "act_seconds": 0.3}') as server:
+        policy = RemotePolicyModule("127.0.0.1", server.port, in_keys={"obs": "state"}, asynchronous=True, prefetch_threshold=0.5, staleness_key="staleness")
+        for _ in range(2):
+            query(policy, [1.0, 2.0])  # step 0 waits for the first chunks
+        query(policy, [1.0, 2.0])  # step 2: 2 of 4 left, so the next chunks are asked for in the background
+        td = TensorDict({"obs": torch.tensor([[1.0] * 3, [2.0] * 3]), "is_init": torch.tensor([[True], [False]])}, batch_size=[2])
+        td = policy(td)  # env 0 restarts while the background request is out
+        policy.close()
+    assert policy.late_replies == 1  # env 0's part of the background reply was dropped ...
+    assert td["action"][0, 0] == 0 and td["staleness"][0] == 0  # ... and a new episode started for it on the server
+    # env 1 kept its part of the background reply (asked at step 2, so 1 step late), merged
+    # with its queue: 0.3 * (6 + 3) + 0.7 * (6 + 1)
+    assert td["action"][1, 3].item() == pytest.approx(7.6) and td["staleness"][1] == 1
+    assert policy.dry_waits == 0  # the first chunk of an episode is not a dry queue
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"prefetch_threshold": 0.0}, r"prefetch_threshold=0.0: expected a fraction of the chunk in \(0, 1\]"),
+        ({"prefetch_threshold": 1.5}, r"prefetch_threshold=1.5: expected a fraction of the chunk in \(0, 1\]"),
+        ({"aggregate": "median"}, r"aggregate='median': expected one of \['average', 'conservative', 'latest_only', 'weighted_average'\] or a callable"),
+        ({"replan_every": 2}, "replan_every=2 is for synchronous playback: with asynchronous=True, prefetch_threshold decides when to ask"),
+    ],
+)
+def test_asynchronous_options_are_checked_at_construction(counting_server, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RemotePolicyModule("127.0.0.1", counting_server.port, in_keys={"obs": "state"}, asynchronous=True, **kwargs)
+
+
+def test_asynchronous_needs_a_policy_that_returns_chunks(pendulum_server):
+    with pytest.raises(ValueError, match=r"asynchronous=True needs chunks of 2 or more actions: policy 'MLPPolicy' at 127.0.0.1:\d+ returns chunks of 1"):
+        RemotePolicyModule("127.0.0.1", pendulum_server.port, asynchronous=True)
+
+
+def test_asynchronous_drives_a_parallel_env_rollout_and_pickles():
+    from torchrl.envs import ParallelEnv
+
+    env = TransformedEnv(ParallelEnv(2, functools.partial(GymEnv, "Pendulum-v1")), InitTracker())
+    try:
+        with PolicyServerProcess("mlp", kwargs='{"obs_dim": 3, "action_dim": 1, "chunk_length": 4, "seed": 5}') as server:
+            policy = RemotePolicyModule("127.0.0.1", server.port, asynchronous=True, aggregate="average", staleness_key="staleness")
+            rollout = env.rollout(10, policy)
+            clone = pickle.loads(pickle.dumps(policy))
+            policy.close()
+    finally:
+        env.close()
+    assert rollout["action"].shape == (2, 10, 1) and rollout["staleness"].shape == (2, 10)
+    first_chunks = MLPPolicy(3, 1, chunk_length=4, seed=5).forward(rollout["observation"][:, 0].numpy())
+    np.testing.assert_allclose(rollout["action"][:, :2].numpy(), first_chunks[:, :2], rtol=1e-5, atol=1e-6)  # played before any prefetch lands
+    assert rollout["staleness"][:, :2].tolist() == [[0, 1], [0, 1]]
+    assert clone._connection.client is None and clone._player._prefetcher is None and clone._player.sessions is None

@@ -71,6 +71,23 @@ def test_remote_policy_module_queries_an_openpi_server(openpi_replica):
         RemotePolicyModule("127.0.0.1", openpi_replica, protocol="openpi")
 
 
+def test_remote_policy_module_prefetches_openpi_chunks_in_the_background(openpi_replica):
+    # the replica's chunks are 5 long: [len(prompt), sum(state), index in the chunk]; the
+    # chunk length is learnt from the first reply (openpi announces no metadata)
+    policy = RemotePolicyModule(
+        "127.0.0.1", openpi_replica, protocol="openpi", in_keys={"state": "observation/state"}, instruction="fold the towel",
+        asynchronous=True, prefetch_threshold=0.6, aggregate="latest_only", staleness_key="staleness",
+    )
+    td = TensorDict({"state": torch.tensor([[1.0, 2.0], [3.0, 4.0]])}, batch_size=[2])
+    played = [policy(td.clone()) for _ in range(12)]
+    policy.close()
+    assert policy.chunk_length == 5
+    for out in played:  # each action is the chunk entry for its own step, whenever the chunk arrived
+        assert out["action"][:, 2].tolist() == out["staleness"].tolist()
+    assert max(int(out["staleness"].max()) for out in played) < 5
+    assert policy.late_replies == 0
+
+
 def state_td(values, is_init=None):
     td = TensorDict({"state": torch.tensor(values, dtype=torch.float32)[:, None].expand(-1, 3)}, batch_size=[len(values)])
     if is_init is not None:

@@ -360,6 +360,36 @@ def test_max_batch_1_turns_batching_off():
         assert set(concurrent_batch_sizes(server.port, steps=5)) == {1}
 
 
+def test_a_request_larger_than_max_batch_runs_in_slices_and_keeps_its_order():
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", "--max-batch", "4") as server:
+        with PolicyClient("127.0.0.1", server.port) as client:
+            obs = {"state": np.repeat(np.arange(10, dtype=np.float32)[:, None], 3, axis=1)}
+            actions = client.act(obs)["actions"][:, 0]
+    assert actions[:, 1].tolist() == [4] * 8 + [2] * 2  # the batch the policy saw
+    assert actions[:, 3].tolist() == [3.0 * i for i in range(10)]  # each element its own state sum
+
+
+def test_a_raising_request_coalesced_with_others_fails_alone():
+    with PolicyServerProcess("helpers.serving_test_policies:RaisingPolicy", "--max-wait-ms", "500", kwargs='{"act_seconds": 0.0}') as server:
+        with PolicyClient("127.0.0.1", server.port) as bad, PolicyClient("127.0.0.1", server.port) as good:
+            bad.act(state(1), sessions=["bad"])
+            good.act(state(1), sessions=["good"])  # both sessions are now recently active: the server waits for both
+            outcome = {}
+
+            def ask(name, client, value):
+                try:
+                    outcome[name] = client.act(state(1, value), sessions=[name])["actions"][0, 0]
+                except PolicyServerError as err:
+                    outcome[name] = err
+
+            threads = [threading.Thread(target=ask, args=args) for args in (("bad", bad, -1.0), ("good", good, 1.0))]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+    assert isinstance(outcome["bad"], PolicyServerError) and "negative state" in str(outcome["bad"])
+    # the good request was in the batch that raised (its episode's step 1), then ran alone (batch 1)
+    assert outcome["good"].tolist() == [2, 1, 0, 3.0]
+
+
 def test_a_raising_policy_fails_only_the_request_that_caused_it():
     with PolicyServerProcess("helpers.serving_test_policies:RaisingPolicy", "--max-wait-ms", "50", kwargs='{"act_seconds": 0.0}') as server:
         with PolicyClient("127.0.0.1", server.port) as client:

@@ -8,10 +8,12 @@ Example:
     >>> import numpy as np
     >>> class Hold(Policy):
     ...     metadata = PolicyMetadata(name="hold", observations={"qpos": ((7,), "float32")}, action_shape=(7,))
-    ...     def act(self, obs, episode):
-    ...         return {"actions": obs["qpos"][None]}  # a chunk of one action: stay where you are
+    ...     def act_batch(self, observations, episodes):
+    ...         return {"actions": observations["qpos"][:, None]}  # chunks of one action: stay where you are
     >>> policy = Hold()
-    >>> policy.act_batch([{"qpos": np.zeros(7, np.float32)}] * 2, [policy.reset()] * 2)[1]["actions"].shape
+    >>> policy.act_batch({"qpos": np.zeros((2, 7), np.float32)}, [policy.reset()] * 2)["actions"].shape
+    (2, 1, 7)
+    >>> policy.act({"qpos": np.zeros(7, np.float32)}, policy.reset())["actions"].shape
     (1, 7)
 """
 import dataclasses
@@ -70,8 +72,10 @@ class Policy:
     """Base class of served policies.
 
     Subclasses set ``metadata`` (an attribute or property, read after ``initialize``) and
-    implement ``act``; they import their heavy dependencies (jax, transformers) inside
-    methods, never at module level, so the server stays importable everywhere.
+    implement ``act_batch``, which sees whole batches: the server hands it the arrays it
+    received, without splitting them per client. They import their heavy dependencies (jax,
+    transformers) inside methods, never at module level, so the server stays importable
+    everywhere.
     """
 
     metadata: PolicyMetadata
@@ -83,21 +87,22 @@ class Policy:
         """Start an episode; returns the per-episode state that ``act`` receives."""
         return {"instruction": instruction}
 
-    def act(self, obs, episode):
-        """Actions for one observation.
+    def act_batch(self, observations, episodes):
+        """Actions for a batch of observations, from one client or several.
 
         Args:
-            obs: observation name -> unbatched array, as declared in ``metadata``
-                (read-only views of the request, valid during this call: copy what you
-                keep across calls).
-            episode: what ``reset`` returned for this client's episode.
+            observations: observation name -> array of shape (batch, *shape), as declared in
+                ``metadata`` (read-only views of the requests, valid during this call: copy
+                what you keep across calls).
+            episodes: what ``reset`` returned for each element's episode (a list of batch).
 
         Returns:
-            dict with ``"actions"`` of shape ``(chunk_length, *action_shape)`` and optionally
-            other arrays.
+            dict with ``"actions"`` of shape ``(batch, chunk_length, *action_shape)`` and
+            optionally other arrays with the same leading batch dimension.
         """
         raise NotImplementedError
 
-    def act_batch(self, observations, episodes):
-        """Actions for observations from several clients; override to run them as one batch."""
-        return [self.act(obs, episode) for obs, episode in zip(observations, episodes)]
+    def act(self, obs, episode):
+        """Actions for one unbatched observation: ``act_batch`` with a batch of one."""
+        outputs = self.act_batch({name: np.asarray(value)[None] for name, value in obs.items()}, [episode])
+        return {name: value[0] for name, value in outputs.items()}

@@ -5,18 +5,20 @@ while the policy runs. Each turn of the loop takes every request already waiting
 clients that were active in the last second have not all asked yet, waits up to
 ``max_wait_ms`` for them, and runs the observations together through ``act_batch`` (at most
 ``max_batch`` at a time). A lone client therefore never waits for a batch, and 16 clients
-stepping in lockstep share one forward pass.
+stepping in lockstep share one forward pass. The policy gets each request's arrays as they
+arrived (several requests: concatenated once), and each reply is a slice of its outputs.
 
 A policy that returns action chunks can also play them out itself, for clients too thin to
 (a robot controller asking for one action per tick): an ``act`` request with
 ``replan_every=k`` gets one action per session, taken from that session's queue, and the
 policy runs only for sessions whose queue is empty (every ``k`` steps), that reset, or whose
-instruction changed; the reply's ``replanned`` says which. ``RemotePolicyModule`` plays chunks
-on its own side instead, which saves the round trips of the queued steps.
+instruction changed; the reply's ``replanned`` says which. The queues are
+``agenthive.serving.chunker.ChunkQueue``s, as on the client side: ``RemotePolicyModule``
+plays chunks itself with the same queues, which saves the round trips of the queued steps.
 
 Every request is checked against the protocol and the policy's metadata before it reaches
 the policy; a bad request gets an error reply naming what was wrong and nothing else
-happens. A batch in which the policy raises is retried item by item so that only the
+happens. A batch in which the policy raises is retried request by request so that only the
 request that caused it gets the error.
 
 Example:
@@ -44,6 +46,7 @@ import numpy as np
 import zmq
 
 from agenthive.serving import shared_memory, wire
+from agenthive.serving.chunker import ChunkQueue
 from agenthive.serving.router import RouterServer
 
 logger = logging.getLogger(__name__)
@@ -59,23 +62,36 @@ class _Session:
         self.episode = episode
         self.instruction = instruction
         self.last_seen = now
-        self.queue = collections.deque()  # actions still to play of the last chunk (replan_every requests)
+        self.queue = ChunkQueue()  # the actions still to play of the last chunk (replan_every requests)
 
 
 class _Request:
-    """A validated ``act`` request: who asked, and its observations split per session."""
+    """A validated ``act`` request: who asked, its sessions and its batched observations."""
 
-    __slots__ = ("identity", "id", "sessions", "observations", "replan_every", "outputs", "replanned", "error")
+    __slots__ = ("identity", "id", "sessions", "obs", "replan_every", "replanned", "outputs", "error")
 
-    def __init__(self, identity, request_id, sessions, observations, replan_every):
+    def __init__(self, identity, request_id, sessions, obs, replan_every):
         self.identity = identity
         self.id = request_id
         self.sessions = sessions
-        self.observations = observations
+        self.obs = obs  # observation name -> (batch, ...) array
         self.replan_every = replan_every  # None: whole chunks; k: one action per step from each session's queue
-        self.outputs = [None] * len(sessions)
-        self.replanned = [replan_every is None or not session.queue for session in sessions]
+        # the elements the policy runs for: all of them, except sessions still playing a chunk
+        self.replanned = None if replan_every is None else np.array([session.queue.remaining == 0 for session in sessions])
+        self.outputs = None  # output name -> (elements run, ...) array
         self.error = None
+
+    @property
+    def size(self):
+        """How many elements the policy runs for."""
+        return len(self.sessions) if self.replanned is None else int(self.replanned.sum())
+
+    def policy_inputs(self):
+        """The observations and episodes of the elements the policy runs for."""
+        if self.replanned is None or self.replanned.all():
+            return self.obs, [session.episode for session in self.sessions]
+        index = np.flatnonzero(self.replanned)
+        return {name: value[index] for name, value in self.obs.items()}, [self.sessions[i].episode for i in index]
 
 
 class PolicyServer(RouterServer):
@@ -316,73 +332,107 @@ class PolicyServer(RouterServer):
             self._sessions.move_to_end(session_id)
             session.last_seen = now
             episodes.append(session)
-        observations = [{key: value[i] for key, value in obs.items()} for i in range(batch)]
-        return _Request(identity, request_id, episodes, observations, replan_every)
+        return _Request(identity, request_id, episodes, obs, replan_every)
 
     # -- acting -------------------------------------------------------------------------------
 
     def _run(self, requests):
-        # the policy runs for every item except those whose session still has queued actions
-        items = [(request, i) for request in requests for i in range(len(request.sessions)) if request.replanned[i]]
-        for start in range(0, len(items), self.max_batch):
-            chunk = items[start : start + self.max_batch]
+        for group in _groups([request for request in requests if request.size], self.max_batch):
             try:
-                outputs = self._act([r.observations[i] for r, i in chunk], [r.sessions[i].episode for r, i in chunk])
-            except Exception:  # find the culprit: run each item alone
-                for request, i in chunk:
+                self._act_group(group)
+            except Exception as err:  # find the culprit: run each request alone
+                if len(group) == 1:
+                    group[0].error = self._failure(err)
+                    continue
+                for request in group:
                     try:
-                        request.outputs[i] = self._act([request.observations[i]], [request.sessions[i].episode])[0]
+                        self._act_group([request])
                     except Exception as err:
-                        request.error = f"{type(self.policy).__name__} raised {type(err).__name__}: {err}"
-                continue
-            for (request, i), output in zip(chunk, outputs):
-                request.outputs[i] = output
+                        request.error = self._failure(err)
         for request in requests:
-            if request.error is None and request.replan_every is not None:
-                self._play_queues(request)
-            if request.error is None:
-                try:
-                    reply = {"v": wire.VERSION, "type": "act", "id": request.id, "server": self.instance}
-                    reply.update({key: np.stack([out[key] for out in request.outputs]) for key in request.outputs[0]})
-                    if request.replan_every is not None:
-                        reply["replanned"] = request.replanned
-                except Exception as err:
-                    request.error = f"outputs of {type(self.policy).__name__} cannot be stacked across the batch: {err}"
-            if request.error is not None:
-                reply = wire.error(wire.ERROR_POLICY, request.error, request.id)
-            self._reply(request.identity, reply)
+            self._reply(request.identity, self._answer(request))
+
+    def _failure(self, err):
+        return f"{type(self.policy).__name__} raised {type(err).__name__}: {err}"
+
+    def _act_group(self, group):
+        """Run the policy once for the requests of ``group`` together; each gets its slice."""
+        inputs = [request.policy_inputs() for request in group]
+        if len(group) == 1:
+            obs, episodes = inputs[0]
+        else:  # one copy of the coalesced observations, then views
+            obs = {name: np.concatenate([o[name] for o, _ in inputs]) for name in self._expected}
+            episodes = [episode for _, group_episodes in inputs for episode in group_episodes]
+        outputs = self._act(obs, episodes)
+        offset = 0
+        for request, (_, request_episodes) in zip(group, inputs):
+            request.outputs = {name: value[offset : offset + len(request_episodes)] for name, value in outputs.items()}
+            offset += len(request_episodes)
+
+    def _act(self, obs, episodes):
+        """``act_batch`` in slices of at most ``max_batch``, its outputs checked."""
+        if len(episodes) <= self.max_batch:
+            return self._act_checked(obs, episodes)
+        parts = [
+            self._act_checked({name: value[start : start + self.max_batch] for name, value in obs.items()}, episodes[start : start + self.max_batch])
+            for start in range(0, len(episodes), self.max_batch)
+        ]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    def _act_checked(self, obs, episodes):
+        outputs = self.policy.act_batch(obs, episodes)
+        if not isinstance(outputs, dict):
+            raise TypeError(f"act_batch returned a {type(outputs).__name__}: expected a dict of output name -> (batch, ...) array")
+        outputs = {name: np.asarray(value) for name, value in outputs.items()}
+        expected = (len(episodes), self._metadata.chunk_length, *self._metadata.action_shape)
+        actions = outputs.get("actions")
+        if actions is None or actions.shape != expected:
+            shape = None if actions is None else actions.shape
+            raise ValueError(f"returned actions of shape {shape}; its metadata promises (batch, chunk_length, *action_shape) = {expected}")
+        for name, value in outputs.items():
+            if value.shape[:1] != (len(episodes),):
+                raise ValueError(f"returned {name!r} of shape {value.shape}: expected a leading batch dimension of {len(episodes)}")
+        outputs["actions"] = actions.astype(self._metadata.action_dtype, copy=False)
+        return outputs
+
+    def _answer(self, request):
+        if request.error is None and request.replan_every is not None:
+            self._play_queues(request)
+        if request.error is not None:
+            return wire.error(wire.ERROR_POLICY, request.error, request.id)
+        reply = {"v": wire.VERSION, "type": "act", "id": request.id, "server": self.instance, **request.outputs}
+        if request.replan_every is not None:
+            reply["replanned"] = request.replanned.tolist()
+        return reply
 
     @staticmethod
     def _play_queues(request):
         """Each session's next action: a new chunk's first ``replan_every`` actions are queued."""
-        for i, session in enumerate(request.sessions):
-            if request.replanned[i]:
-                session.queue.clear()
-                session.queue.extend(request.outputs[i]["actions"][: request.replan_every])
-            request.outputs[i] = {"actions": session.queue.popleft()[None]}
-
-    def _act(self, observations, episodes):
-        if len(observations) == 1:
-            outputs = [self.policy.act(observations[0], episodes[0])]
-        else:
-            outputs = self.policy.act_batch(observations, episodes)
-        if len(outputs) != len(observations):
-            raise ValueError(f"act_batch returned {len(outputs)} outputs for {len(observations)} observations")
-        expected = (self._metadata.chunk_length, *self._metadata.action_shape)
-        checked = []
-        for output in outputs:
-            output = {key: np.asarray(value) for key, value in output.items()}
-            actions = output.get("actions")
-            if actions is None or actions.shape != expected:
-                shape = None if actions is None else actions.shape
-                raise ValueError(f"returned actions of shape {shape}; its metadata promises (chunk_length, *action_shape) = {expected}")
-            output["actions"] = actions.astype(self._metadata.action_dtype, copy=False)
-            checked.append(output)
-        return checked
+        chunks = iter(request.outputs["actions"]) if request.size else iter(())
+        actions = []
+        for session, replanned in zip(request.sessions, request.replanned):
+            if replanned:
+                session.queue.push(next(chunks), obs_step=session.queue.step, keep=request.replan_every)
+            actions.append(session.queue.pop()[0])
+        request.outputs = {"actions": np.stack(actions)[:, None]}
 
     def _forget_idle_sessions(self, now):
         while self._sessions and now - next(iter(self._sessions.values())).last_seen > self.session_ttl_s:
             self._sessions.popitem(last=False)
+
+
+def _groups(requests, max_batch):
+    """Consecutive requests packed into groups of at most ``max_batch`` elements (a larger
+    request makes a group of its own)."""
+    group, size = [], 0
+    for request in requests:
+        if group and size + request.size > max_batch:
+            yield group
+            group, size = [], 0
+        group.append(request)
+        size += request.size
+    if group:
+        yield group
 
 
 def _check_observations(obs, expected, batch):

@@ -60,9 +60,5 @@ class MLPPolicy(Policy):
         """(batch, obs_dim) float32 -> (batch, chunk_length, action_dim)."""
         return mlp_forward(self.weights, states).reshape(len(states), self.chunk_length, self.action_dim)
 
-    def act(self, obs, episode):
-        return {"actions": self.forward(obs[self.obs_key][None])[0]}
-
     def act_batch(self, observations, episodes):
-        actions = self.forward(np.stack([obs[self.obs_key] for obs in observations]))
-        return [{"actions": a} for a in actions]
+        return {"actions": self.forward(observations[self.obs_key])}

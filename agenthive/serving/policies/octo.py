@@ -72,17 +72,14 @@ class OctoPolicy(Policy):
         stacked["timestep_pad_mask"] = np.arange(self.window) >= padding
         return stacked
 
-    def act(self, obs, episode):
-        return self.act_batch([obs], [episode])[0]
-
     def act_batch(self, observations, episodes):
         import jax
 
-        for obs, episode in zip(observations, episodes):
-            episode["history"].append({key: np.array(obs[key]) for key in self._keys})  # copies: the request's buffers go away
+        for i, episode in enumerate(episodes):
+            episode["history"].append({key: np.array(observations[key][i]) for key in self._keys})  # copies: the request's buffers go away
         windows = [self._stack_history(episode) for episode in episodes]
         batch = {key: np.stack([window[key] for window in windows]) for key in windows[0]}
         tasks = self.model.create_tasks(texts=[episode["instruction"] or "" for episode in episodes])
         self._rng, key = jax.random.split(self._rng)
         actions = self.model.sample_actions(batch, tasks, unnormalization_statistics=self._action_statistics, rng=key)
-        return [{"actions": np.asarray(chunk, dtype=np.float32)} for chunk in np.asarray(actions)]
+        return {"actions": np.asarray(actions, dtype=np.float32)}

@@ -65,12 +65,16 @@ class OpenVLAPolicy(Policy):
         """OpenVLA's prompt for an instruction."""
         return f"In: What action should the robot take to {instruction.lower()}?\nOut:"
 
-    def act(self, obs, episode):
+    def act_batch(self, observations, episodes):
+        images = observations[self.image_key]  # OpenVLA's predict_action takes one image
+        return {"actions": np.stack([self._predict(images[i], episode) for i, episode in enumerate(episodes)])}
+
+    def _predict(self, image, episode):
         import torch
         from PIL import Image
 
-        image = Image.fromarray(np.asarray(obs[self.image_key])).convert("RGB")
+        image = Image.fromarray(np.asarray(image)).convert("RGB")
         inputs = self.processor(self.prompt(episode["instruction"] or ""), image).to(self.device, dtype=self._torch_dtype)
         with torch.inference_mode():
             action = self.model.predict_action(**inputs, unnorm_key=self.unnorm_key, do_sample=False)
-        return {"actions": np.asarray(action, dtype=np.float32)[None]}
+        return np.asarray(action, dtype=np.float32)[None]  # a chunk of one action

@@ -7,6 +7,8 @@ Example:
     >>> policy = TorchRLCheckpointPolicy("policy.pt", observations={"observation": [[21], "float32"]})
     >>> policy.initialize()  # doctest: +SKIP
 """
+import warnings
+
 import numpy as np
 
 from agenthive.serving.policy import Policy, PolicyMetadata
@@ -49,15 +51,13 @@ class TorchRLCheckpointPolicy(Policy):
         if self.num_threads is not None and torch.get_num_threads() != self.num_threads:
             torch.set_num_threads(self.num_threads)
         td = TensorDict(batch_size=[len(next(iter(batch.values())))], device=self.device)
-        for key, value in batch.items():
-            td.set(tuple(key.split(".")), torch.from_numpy(value).to(self.device))
+        with warnings.catch_warnings():  # the request's arrays are read-only; the module only reads them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            for key, value in batch.items():
+                td.set(tuple(key.split(".")), torch.from_numpy(value).to(self.device))
         with torch.no_grad():
             action = self.module(td).get(self.action_key)
         return action.cpu().numpy()[:, None]  # a chunk of one action
 
-    def act(self, obs, episode):
-        return self.act_batch([obs], [episode])[0]
-
     def act_batch(self, observations, episodes):
-        batch = {key: np.stack([obs[key] for obs in observations]) for key in self.observations}
-        return [{"actions": a} for a in self._forward(batch)]
+        return {"actions": self._forward({key: observations[key] for key in self.observations})}
