@@ -1,7 +1,7 @@
 """What serving a LeRobot policy costs, and what batching concurrent clients buys.
 
     bash scripts/policy_envs/lerobot.sh .venv-lerobot      # once
-    HF_HUB_OFFLINE=1 PYTHONPATH=. .venv-lerobot/bin/python benchmarks/bench_vla_serving.py
+    HF_HUB_OFFLINE=1 PYTHONPATH=. .venv-lerobot/bin/python benchmarks/bench_lerobot_serving.py
 
 Runs in the LeRobot environment, on loopback, with a tiny random-weight ACT built like the
 tests' (``test/lerobot_checkpoints.py``) but with two 224x224 cameras and an 8-d state:
