@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import agenthive  # noqa: F401  (before torch, as in every entry point: picks MUJOCO_GL)
 import numpy as np
 import torch
 from tensordict import NonTensorData, TensorDict
