@@ -4,11 +4,12 @@
   :func:`arg` becomes ``--field-name`` (``scripts/train.py``, ``scripts/collect.py``); a
   ``bool`` field becomes a ``--name/--no-name`` pair; the option's type is its default's.
 * :func:`add_server_arguments` and :func:`parse_kwargs`: the options ``start-server`` and
-  ``serve-env`` share, and their ``--kwargs`` JSON object.
+  ``serve-env`` share, and their ``--kwargs`` (JSON or a Python dict literal).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import sys
@@ -50,18 +51,29 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, *, only_given:
 
 
 def parse_kwargs(text: str, *, example: str) -> dict:
-    """``--kwargs``: a JSON object, or a ``SystemExit`` saying what was wrong and showing ``example``.
+    """``--kwargs``: a JSON object or a Python dict literal, or a ``SystemExit`` showing ``example``.
+
+    Python literals (``None``, ``True``, tuples) are read with ``ast.literal_eval``, never
+    ``eval``, so commands written for the ``agents`` project paste as they are.
 
     Example:
         >>> parse_kwargs('{"obs_dim": 21}', example='{"obs_dim": 21}')
         {'obs_dim': 21}
+        >>> parse_kwargs('{"checkpoint_step": None, "unnorm_key": [], "half": True}', example="{}")
+        {'checkpoint_step': None, 'unnorm_key': [], 'half': True}
     """
     try:
         kwargs = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{example}'") from None
-    if not isinstance(kwargs, dict):
-        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{example}'")
+    except json.JSONDecodeError as json_error:
+        try:
+            kwargs = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as literal_error:
+            raise SystemExit(
+                f"--kwargs is neither JSON ({json_error}) nor a Python literal ({type(literal_error).__name__}: {literal_error}): "
+                f"expected an object such as '{example}'"
+            ) from None
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        raise SystemExit(f"--kwargs is a {type(kwargs).__name__}: expected an object with string keys such as '{example}'")
     return kwargs
 
 
@@ -69,7 +81,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, port: int, construc
     """The options both servers take: ``--host``, ``--port``, ``--kwargs`` (for ``constructed``'s constructor), CURVE keys, ``--log-level``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=port, help="TCP port; 0 picks a free one (printed on start)")
-    parser.add_argument("--kwargs", default="{}", help=f"JSON object of keyword arguments for the {constructed}'s constructor")
+    parser.add_argument("--kwargs", default="{}", help=f"keyword arguments for the {constructed}'s constructor: a JSON object or a Python dict literal")
     parser.add_argument("--curve-secret-key", help="server key pair file (zmq.auth.create_certificates); encrypts all traffic")
     parser.add_argument("--curve-authorized-keys", help="folder of public key files of the clients allowed in")
     parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")

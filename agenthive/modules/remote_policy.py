@@ -19,9 +19,13 @@ for the steps played meanwhile are skipped and the overlap is merged by ``aggreg
 The module holds no parameters and pickles without its connection, so multi-process
 collectors can ship it to their workers, where it reconnects on first use.
 """
+import threading
+
+import numpy as np
 import torch
 from tensordict.nn import TensorDictModuleBase
 
+from agenthive.modules.vla_keys import VLAKeys
 from agenthive.serving.chunker import ChunkPlayer, check_player_options
 from agenthive.serving.client import MetadataMismatchError, PolicyClient
 
@@ -57,6 +61,11 @@ class RemotePolicyModule(TensorDictModuleBase):
             ``"average"``, ``"conservative"`` (keep the old) or ``f(old, new) -> merged``.
         staleness_key: if given, each action's staleness (how many steps old the
             observation behind it is) is written there, as an int64 per batch element.
+        vla_keys: read torchrl's canonical VLA keys instead of ``in_keys`` (images under
+            ``("observation", "image")``, ``("observation", "state")``, the instruction
+            from ``"language_instruction"``, per batch or per element) and also write the
+            last chunk the server returned for each element to ``("vla_action", "chunk")``:
+            a ``VLAKeys`` (see ``agenthive.modules.vla_keys``), or True for its defaults.
 
     Attributes:
         dry_waits: (asynchronous) how many times a sub-env's queue ran dry before the
@@ -111,6 +120,7 @@ class RemotePolicyModule(TensorDictModuleBase):
         prefetch_threshold=0.5,
         aggregate="weighted_average",
         staleness_key=None,
+        vla_keys=None,
     ):
         super().__init__()
         if protocol not in ("agenthive", "openpi"):
@@ -129,17 +139,25 @@ class RemotePolicyModule(TensorDictModuleBase):
         )
         metadata = self._connection.open()
         self.metadata = metadata  # None for openpi servers, which announce free-form metadata
+        self.vla_keys = VLAKeys() if vla_keys is True else vla_keys or None
+        if self.vla_keys is not None:
+            if metadata is None:
+                raise ValueError("vla_keys needs the observation names agenthive servers announce; openpi servers do not")
+            in_keys = self.vla_keys.names(metadata)
         if in_keys is None:
             if metadata is None:
                 raise ValueError("openpi servers do not announce their observation names: pass in_keys={tensordict key: observation name}")
             in_keys = list(metadata.observations)
         self._obs_names = dict(in_keys) if isinstance(in_keys, dict) else {key: key for key in in_keys}
         if metadata is not None:
-            _check_metadata(metadata, self._obs_names, instruction, replan_every, f"{host}:{port}")
+            _check_metadata(metadata, self._obs_names, instruction, replan_every, f"{host}:{port}", self.vla_keys is not None)
             _check_specs(metadata, self._obs_names, observation_spec, action_spec, f"{host}:{port}")
         self.replan_every = replan_every
         self.in_keys = list(self._obs_names)
         self.out_keys = list(out_keys) + ([staleness_key] if staleness_key is not None else [])
+        if self.vla_keys is not None:
+            self.in_keys.append(self.vla_keys.instruction_key)
+            self.out_keys.append(self.vla_keys.chunk_key)
         self._player = self._new_player()
 
     def _new_player(self):
@@ -181,17 +199,32 @@ class RemotePolicyModule(TensorDictModuleBase):
     def forward(self, tensordict):
         batch_shape = tensordict.batch_size
         n = batch_shape.numel()
-        obs = {}
-        for key, name in self._obs_names.items():
-            value = tensordict.get(key)
-            obs[name] = value.detach().reshape(n, *value.shape[len(batch_shape):]).cpu().numpy()
+        obs = self._observations(tensordict, n)
         is_init = tensordict.get("is_init", None)
         actions, staleness = self._player.step(obs, None if is_init is None else is_init.reshape(n).cpu().numpy())
         device = tensordict.device if tensordict.device is not None else torch.device("cpu")
         tensordict.set(self.out_keys[0], torch.as_tensor(actions, device=device).reshape(*batch_shape, *actions.shape[1:]))
         if self.staleness_key is not None:
             tensordict.set(self.staleness_key, torch.as_tensor(staleness, device=device).reshape(batch_shape))
+        if self.vla_keys is not None:
+            with self._connection.chunks_lock:
+                chunks = {session: self._connection.last_chunks[session] for session in self._player.sessions}
+                self._connection.last_chunks = chunks  # forget the chunks of sessions this module no longer plays
+            self.vla_keys.write(tensordict, np.stack(list(chunks.values())))
         return tensordict
+
+    def _observations(self, tensordict, n):
+        """Observation name -> (n, ...) array; with ``vla_keys``, also each element's instruction."""
+        if self.vla_keys is not None:
+            obs = self.vla_keys.read(tensordict, self._obs_names, self.metadata)
+            instructions = [text or self.instruction for text in self.vla_keys.instructions(tensordict, n)]
+            obs[_INSTRUCTIONS] = np.array(instructions, dtype=object)  # sliced with the observations, read by _Connection.act
+            return obs
+        obs = {}
+        for key, name in self._obs_names.items():
+            value = tensordict.get(key)
+            obs[name] = value.detach().reshape(n, *value.shape[len(tensordict.batch_size):]).cpu().numpy()
+        return obs
 
     def close(self):
         """Stop the background requests and close the connection (reopened on the next call)."""
@@ -222,6 +255,8 @@ class _Connection:
         self.curve_server_key, self.curve_client_key, self.shared_memory = curve_server_key, curve_client_key, shared_memory
         self.client = None
         self.metadata = None  # what the server announced at the first connection
+        self.last_chunks = {}  # (vla_keys) session -> the last chunk the server returned for it
+        self.chunks_lock = threading.Lock()  # act() may run in the player's background thread
 
     def open(self):
         """Connect; returns the server's metadata (None for openpi servers)."""
@@ -243,7 +278,21 @@ class _Connection:
         """One request (from the player's background thread when asynchronous)."""
         if self.client is None:
             self.open()
-        return self.client.act(observations, sessions=sessions, reset=resets, instruction=self.instruction)
+        instructions = observations.pop(_INSTRUCTIONS, None)
+        if instructions is None:
+            return self.client.act(observations, sessions=sessions, reset=resets, instruction=self.instruction)
+        actions = None
+        for index, instruction in _by_instruction(instructions):  # one request per instruction
+            reply = self.client.act(
+                {name: value[index] for name, value in observations.items()},
+                sessions=[sessions[i] for i in index], reset=[resets[i] for i in index], instruction=instruction,
+            )
+            if actions is None:
+                actions = np.empty((len(sessions), *reply["actions"].shape[1:]), dtype=reply["actions"].dtype)
+            actions[index] = reply["actions"]
+        with self.chunks_lock:
+            self.last_chunks.update(zip(sessions, actions))
+        return {"actions": actions}
 
     def end_sessions(self, sessions):
         """openpi servers keep an episode per connection: close those of ``sessions``."""
@@ -256,10 +305,13 @@ class _Connection:
             self.client = None
 
     def __getstate__(self):
-        return {**self.__dict__, "client": None}  # sockets do not cross processes: reconnect on first use
+        return {**self.__dict__, "client": None, "chunks_lock": None}  # sockets do not cross processes: reconnect on first use
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, chunks_lock=threading.Lock())
 
 
-def _check_metadata(metadata, obs_names, instruction, replan_every, where):
+def _check_metadata(metadata, obs_names, instruction, replan_every, where, instruction_from_data=False):
     """Raise if the module's arguments do not fit the policy the server announced."""
     missing = sorted(set(metadata.observations) - set(obs_names.values()))
     extra = sorted(set(obs_names.values()) - set(metadata.observations))
@@ -268,10 +320,21 @@ def _check_metadata(metadata, obs_names, instruction, replan_every, where):
             f"in_keys do not match policy {metadata.name!r} at {where}: no key for {missing}, unknown names {extra}; "
             f"it expects {dict(metadata.observations)}"
         )
-    if metadata.takes_instruction and instruction is None:
+    if metadata.takes_instruction and instruction is None and not instruction_from_data:
         raise ValueError(f"policy {metadata.name!r} at {where} takes a language instruction: pass instruction='...'")
     if replan_every is not None and not 1 <= replan_every <= metadata.chunk_length:
         raise ValueError(f"replan_every={replan_every}: expected 1 to chunk_length={metadata.chunk_length}")
+
+
+_INSTRUCTIONS = "\0instructions"  # the per-element instructions' entry among the observations handed to the player
+
+
+def _by_instruction(instructions):
+    """Indices of ``instructions`` grouped by value: (indices, instruction) pairs."""
+    groups = {}
+    for i, instruction in enumerate(instructions):
+        groups.setdefault(instruction, []).append(i)
+    return [(np.asarray(members), instruction) for instruction, members in groups.items()]
 
 
 def _check_specs(metadata, obs_names, observation_spec, action_spec, where):

@@ -4,6 +4,14 @@ The line ``agenthive: serving <policy> on tcp://HOST:PORT`` is printed as soon a
 is bound (before the policy has loaded), so scripts that start the server with ``--port 0``
 can read the port from it; clients then wait for ``ready``.
 
+``--kwargs`` is a JSON object or a Python dict literal (``None``, ``True``, tuples), read with
+``ast.literal_eval``, never ``eval``; so the ``agents`` project's commands paste as they are.
+A keyword the policy does not take is refused in one line naming the accepted ones. A
+policy that fails to load (its constructor or ``initialize`` raises: no network to fetch the
+checkpoint, a missing package) does not stop the server: it stays up on its endpoint, and
+``hello``/``health`` replies and ``act`` refusals carry the reason, so clients see it at
+once instead of waiting for a timeout.
+
 Example:
     >>> main(["mlp", "--help"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -16,7 +24,8 @@ import signal
 import sys
 
 from agenthive.config_args import add_server_arguments, parse_kwargs
-from agenthive.serving.policies import POLICIES, load_policy_class
+from agenthive.serving.policies import POLICIES, PolicyArgumentError, load_policy_class, make_policy
+from agenthive.serving.policy import Policy
 from agenthive.serving.server import PolicyServer
 
 
@@ -34,10 +43,40 @@ def _parser():
     return parser
 
 
+class _Unloadable(Policy):
+    """Stands in for a policy whose constructor raised: the server reports the error."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def initialize(self):
+        raise self.error
+
+
+def build_policy(name, kwargs):
+    """The policy, or (when its constructor raised) a stand-in whose ``initialize`` raises that error.
+
+    An unknown policy name or keyword exits with one line (``SystemExit``); any other
+    failure is served to clients (and logged with its traceback) instead.
+    """
+    try:
+        cls = load_policy_class(name)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    except (ImportError, AttributeError) as err:
+        raise SystemExit(f"policy {name!r} cannot be imported: {type(err).__name__}: {err}") from None
+    try:
+        return make_policy(name, kwargs)
+    except PolicyArgumentError as err:
+        raise SystemExit(str(err)) from None
+    except Exception as err:  # noqa: BLE001 (served: hello/health and act refusals carry it)
+        return type(cls.__name__, (_Unloadable,), {})(err)
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    policy = load_policy_class(args.policy)(**parse_kwargs(args.kwargs, example='{"obs_dim": 21}'))
+    policy = build_policy(args.policy, parse_kwargs(args.kwargs, example='{"obs_dim": 21}'))
     server = PolicyServer(
         policy,
         host=args.host,

@@ -26,6 +26,8 @@ class OctoPolicy(Policy):
         seed: seed of the sampling RNG.
     """
 
+    keyword_aliases = {"checkpoint_path": "checkpoint", "checkpoint_step": "step", "horizon": "window"}  # the agents project's names
+
     def __init__(self, checkpoint, step=None, window=2, unnorm_key=None, seed=0):
         self.checkpoint, self.step, self.window, self.unnorm_key, self.seed = checkpoint, step, window, unnorm_key, seed
         self.model = None
