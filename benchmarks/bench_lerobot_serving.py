@@ -120,7 +120,8 @@ def batch_cost(policy, sizes=(1, 8), repeats=3):
     """Median in-process seconds of one act_batch call per batch size."""
     cost = {}
     for size in sizes:
-        observations = [observation(i) for i in range(size)]
+        samples = [observation(i) for i in range(size)]
+        observations = {name: np.stack([sample[name] for sample in samples]) for name in samples[0]}
         times = []
         for _ in range(repeats):
             start = time.perf_counter()

@@ -93,7 +93,7 @@ class LeRobotPolicy(Policy):
         self._generator = torch.Generator(self.device).manual_seed(self.seed)
         state = self._generator.get_state()
         zeros = {name: np.zeros(shape, dtype) for name, (shape, dtype) in observations.items()}
-        chunk = self.act_batch([zeros], [self.reset()])[0]["actions"]  # warm-up; tells the chunk length
+        chunk = self.act(zeros, self.reset())["actions"]  # warm-up; tells the chunk length
         self._generator.set_state(state)
         self.metadata = PolicyMetadata(
             name=f"lerobot-{config.type}:{self.policy_path}",
@@ -107,19 +107,16 @@ class LeRobotPolicy(Policy):
         return {"instruction": instruction, "queues": None}
 
     def to_lerobot_batch(self, observations):
-        """Observations (one dict per episode, as on the wire) -> a batched LeRobot batch dict."""
+        """Observations (name -> (B, ...) array, as the server hands them) -> a LeRobot batch dict."""
         import torch
 
         batch = {}
-        for name in observations[0]:
-            value = torch.from_numpy(np.stack([obs[name] for obs in observations]))
+        for name, array in observations.items():
+            value = torch.from_numpy(np.array(array))  # a copy: the server's arrays are read-only views
             if name in self._cameras:  # (B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]
                 value = value.permute(0, 3, 1, 2).contiguous().to(torch.float32) / 255
             batch[name] = value
         return batch
-
-    def act(self, obs, episode):
-        return self.act_batch([obs], [episode])[0]
 
     def act_batch(self, observations, episodes):
         import torch
@@ -133,7 +130,7 @@ class LeRobotPolicy(Policy):
             else:
                 chunk = self.policy.predict_action_chunk(batch)
             chunk = self.postprocessor(chunk)
-        return [{"actions": actions} for actions in chunk.to("cpu", torch.float32).numpy()]
+        return {"actions": chunk.to("cpu", torch.float32).numpy()}
 
     def _predict_with_history(self, batch, episodes):
         """Diffusion Policy: per-episode observation queues, stacked into one batch."""
