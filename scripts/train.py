@@ -119,6 +119,7 @@ class Args:
     teacher_coef: float = arg(1.0, "teacher: weight lambda of the teacher term in PPO's loss")
     teacher_anneal: str = arg("none", "teacher: none, linear or cosine decay of --teacher-coef to 0 over --total-frames")
     teacher_timeout: float = arg(30.0, "teacher: seconds to wait for its reply; longer, and it is lost (at the start or mid-run)")
+    teacher_instruction: str = arg("", "teacher: the language instruction, for a teacher that takes one (a VLA)")
     teacher_loss: str = arg("mse", "teacher: mse or l1 between the student's mean action and the teacher's, or nll (its log-likelihood)")
     # evaluation, checkpoints, logging
     eval_every: int = arg(10_000, "evaluate every this many frames (0: only at the end)")
@@ -178,9 +179,11 @@ def start_teacher(args: Args, env_config: EnvConfig) -> Teacher | None:
     if not args.teacher:
         return None
     probe = make_env(env_config)
-    teacher = Teacher(args.teacher, observation_spec=probe.observation_spec, action_spec=probe.action_spec, timeout=args.teacher_timeout)
+    teacher = Teacher(args.teacher, observation_spec=probe.observation_spec, action_spec=probe.action_spec,
+                      timeout=args.teacher_timeout, instruction=args.teacher_instruction)
     probe.close()
-    teacher.success = evaluate_teacher(args.teacher, env_config, args.eval_episodes, seed=args.seed + 20_000, timeout=args.teacher_timeout)
+    teacher.success = evaluate_teacher(args.teacher, env_config, args.eval_episodes, seed=args.seed + 20_000,
+                                       timeout=args.teacher_timeout, instruction=args.teacher_instruction)
     print(f"teacher {args.teacher}: success rate {teacher.success['success_rate']:.2f}, return {teacher.success['return']:.2f} "
           f"over {args.eval_episodes} episodes")
     return teacher

@@ -84,7 +84,8 @@ class PPO(_Algorithm):
             data = self.advantage(batch.to(self.device)).reshape(-1)
         if self.teacher is not None:
             self.teacher.new_batch(data.numel(), self.device)  # its answers are kept across the epochs
-            coef = teacher_coefficient(self.args.teacher_coef, self.args.teacher_anneal, frames, self.args.total_frames)
+            start = frames - batch.numel()  # annealed by the frames before this batch: the first batch has the full weight
+            coef = teacher_coefficient(self.args.teacher_coef, self.args.teacher_anneal, start, self.args.total_frames)
         for _ in range(self.epochs):
             for index in torch.randperm(data.numel(), device=self.device).split(self.minibatch_size):
                 minibatch = data[index]

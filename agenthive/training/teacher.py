@@ -77,14 +77,15 @@ class Teacher:
         address: ``HOST:PORT`` of the policy server.
         observation_spec, action_spec: the env's, checked against what the teacher announces.
         timeout: seconds to wait for each reply; a teacher silent that long is lost.
+        instruction: the language instruction, for a teacher that takes one (a VLA).
 
     Raises:
         SystemExit: nothing answers at ``address``, or the teacher's observations or action
             do not match the env's.
     """
 
-    def __init__(self, address: str, *, observation_spec, action_spec, timeout: float = 30.0):
-        self.address = address
+    def __init__(self, address: str, *, observation_spec, action_spec, timeout: float = 30.0, instruction: str = ""):
+        self.address, self.instruction = address, instruction or None
         host, port = parse_address(address)
         try:
             self.client = PolicyClient(host, port, timeout=timeout, ready_timeout=timeout)
@@ -99,6 +100,9 @@ class Teacher:
             raise SystemExit(f"--teacher {address}: policy {metadata.name!r} reads {dict(metadata.observations)} and acts "
                              f"{tuple(metadata.action_shape)}; the env has no {missing} observations "
                              f"or acts ({action_dim},). The teacher's observations must be the env's keys.")
+        if metadata.takes_instruction and not instruction:
+            self.client.close()
+            raise SystemExit(f"--teacher {address}: policy {metadata.name!r} takes a language instruction: pass --teacher-instruction.")
         self.in_keys = list(metadata.observations)
         self.low, self.high = action_spec.space.low, action_spec.space.high
         self.cache = self.known = None
@@ -115,7 +119,7 @@ class Teacher:
         if ask.numel():
             obs = {key: data[key][ask].cpu().numpy() for key in self.in_keys}
             try:
-                reply = self.client.act(obs)
+                reply = self.client.act(obs, instruction=self.instruction)
             except Exception as error:  # noqa: BLE001  (a timeout, a dead server, a refused request: the run cannot go on)
                 raise TeacherLost(f"the teacher at {self.address} stopped answering ({type(error).__name__}: {error})") from error
             first = np.asarray(reply["actions"])[:, 0]
@@ -139,7 +143,7 @@ def teacher_loss(actor, minibatch, target: torch.Tensor, kind: str) -> torch.Ten
     return error.sum(-1).mean()
 
 
-def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, timeout: float = 30.0) -> dict[str, float]:
+def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, timeout: float = 30.0, instruction: str = "") -> dict[str, float]:
     """The served teacher's success rates and mean return on ``episodes`` episodes of ``env_config`` (the student's evaluation rules)."""
     from agenthive.env_config import make_env
     from agenthive.evaluation.metrics import episode_records, run_episodes, success_rates
@@ -147,7 +151,7 @@ def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, 
 
     host, port = parse_address(address)
     env = make_env(env_config)
-    policy = RemotePolicyModule(host, port, timeout=timeout, observation_spec=env.observation_spec, action_spec=env.action_spec)
+    policy = RemotePolicyModule(host, port, timeout=timeout, instruction=instruction or None, observation_spec=env.observation_spec, action_spec=env.action_spec)
     try:
         records = episode_records(run_episodes(env, policy, episodes, seed=seed), env_config.success_steps)
     finally:
