@@ -7,6 +7,7 @@
         --collector-devices cuda:0 --device cuda:0 --frames-per-batch 51200 --gamma 0.8 --gae-lambda 0.9
     .venv/bin/python scripts/train.py --run-dir runs/reach --resume     # continue a run from its last checkpoint
     .venv/bin/python scripts/train.py --goal-reward success --her future --gamma 0.98   # SAC+HER, sparse reward
+    .venv/bin/python scripts/train.py --algo ppo --teacher 127.0.0.1:5555 --teacher-anneal cosine  # guided by a served policy
 
 Everything goes under ``--run-dir`` (default ``runs/<env>-<algo>-seed<seed>``):
 
@@ -34,6 +35,11 @@ kept), and sampled goals are replaced by goals achieved later in the episode
 reward recomputed for them. Evaluations then also report the success rate at the
 episodes' last step and at any step.
 
+``--teacher HOST:PORT`` (PPO) adds ``loss_teacher``, ``--teacher-coef`` (annealed by
+``--teacher-anneal``) times an ``--teacher-loss`` between the student and a served policy,
+to PPO's loss (:mod:`agenthive.training.teacher`); the teacher is evaluated once at the
+start and its success printed beside the student's at the end.
+
 ``--resume`` reloads the last checkpoint of ``--run-dir`` with its saved arguments (only
 ``--total-frames`` may be raised) and continues counting frames from there.
 """
@@ -46,6 +52,7 @@ import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOC
 import torch
 from tqdm import tqdm
 
+from agenthive.checkpoint import list_checkpoints
 from agenthive.config_args import add_dataclass_arguments, arg
 from agenthive.env_config import EnvConfig, make_env
 from agenthive.evaluation.video import record_video
@@ -54,6 +61,7 @@ from agenthive.training.algorithms import ALGORITHMS, make_algorithm
 from agenthive.training.builders import make_collector, make_evaluator, make_logger, make_replay_buffer
 from agenthive.training.networks import make_actor
 from agenthive.training.run import EvaluationSchedule, LearningCurve, save_checkpoint, start_run
+from agenthive.training.teacher import Teacher, TeacherLost, check_teacher_args, evaluate_teacher
 
 
 @dataclass
@@ -106,6 +114,13 @@ class Args:
     gae_lambda: float = arg(0.95, "PPO: GAE lambda")
     entropy_coef: float = arg(1e-3, "PPO: entropy bonus weight")
     max_grad_norm: float = arg(1.0, "PPO: gradient norm clipping")
+    # PPO guided by a served teacher (agenthive.training.teacher)
+    teacher: str = arg("", "PPO: HOST:PORT of a served policy (start-server) whose actions the student is pulled towards")
+    teacher_coef: float = arg(1.0, "teacher: weight lambda of the teacher term in PPO's loss")
+    teacher_anneal: str = arg("none", "teacher: none, linear or cosine decay of --teacher-coef to 0 over --total-frames")
+    teacher_timeout: float = arg(30.0, "teacher: seconds to wait for its reply; longer, and it is lost (at the start or mid-run)")
+    teacher_instruction: str = arg("", "teacher: the language instruction, for a teacher that takes one (a VLA)")
+    teacher_loss: str = arg("mse", "teacher: mse or l1 between the student's mean action and the teacher's, or nll (its log-likelihood)")
     # evaluation, checkpoints, logging
     eval_every: int = arg(10_000, "evaluate every this many frames (0: only at the end)")
     eval_episodes: int = arg(10, "episodes per evaluation")
@@ -134,6 +149,7 @@ def check_args(args: Args, run_dir, frames: int) -> None:
         raise SystemExit("--her needs whole episodes from the collector: use --collector-backend local.")
     if args.async_collection and args.algo != "sac":
         raise SystemExit("--async-collection is for SAC (off-policy); PPO trains on the batch its policy just collected.")
+    check_teacher_args(args)
     if args.total_frames <= frames:
         raise SystemExit(f"{run_dir} already has {frames} frames (--total-frames {args.total_frames}): raise --total-frames to go on.")
 
@@ -158,6 +174,31 @@ def policy_shape(env_config: EnvConfig, args: Args) -> tuple[dict, object]:
     return shape, her_reward
 
 
+def start_teacher(args: Args, env_config: EnvConfig) -> Teacher | None:
+    """``--teacher``: connects (SystemExit naming HOST:PORT when nothing answers) and evaluates the teacher once, as the student is."""
+    if not args.teacher:
+        return None
+    probe = make_env(env_config)
+    teacher = Teacher(args.teacher, observation_spec=probe.observation_spec, action_spec=probe.action_spec,
+                      timeout=args.teacher_timeout, instruction=args.teacher_instruction)
+    probe.close()
+    teacher.success = evaluate_teacher(args.teacher, env_config, args.eval_episodes, seed=args.seed + 20_000,
+                                       timeout=args.teacher_timeout, instruction=args.teacher_instruction)
+    print(f"teacher {args.teacher}: success rate {teacher.success['success_rate']:.2f}, return {teacher.success['return']:.2f} "
+          f"over {args.eval_episodes} episodes")
+    return teacher
+
+
+def stop_without_teacher(error: TeacherLost, run_dir, collector, evaluator) -> None:
+    """A teacher lost mid-run ends the run; its checkpoints stay, and ``--resume`` continues once the teacher serves again."""
+    collector.shutdown()
+    evaluator.shutdown()
+    kept = list_checkpoints(run_dir)
+    where = f"the last checkpoint, {kept[max(kept)].name}, is kept" if kept else "no checkpoint had been written yet"
+    raise SystemExit(f"{error}: training stopped; {where}. Serve the teacher again and continue with "
+                     f"`scripts/train.py --run-dir {run_dir} --resume`.")
+
+
 def main(argv=None):
     args, run_dir, resumed = start_run(parse_args(argv), Args)
     frames = resumed["frames"] if resumed else 0
@@ -169,9 +210,10 @@ def main(argv=None):
     env_config, device = env_config_of(args), torch.device(args.device)
     shape, her_reward = policy_shape(env_config, args)
 
+    teacher = start_teacher(args, env_config)  # before anything is started: an unreachable teacher fails at once
     actor = make_actor(shape["in_keys"], shape["obs_dim"], shape["action_spec"], shape["hidden"]).to(device)
     replay_buffer = make_replay_buffer(args, run_dir, her_reward=her_reward, resumed=resumed is not None)
-    algorithm = make_algorithm(args, actor, **shape, device=device, replay_buffer=replay_buffer)
+    algorithm = make_algorithm(args, actor, **shape, device=device, replay_buffer=replay_buffer, **({"teacher": teacher} if teacher else {}))
     if resumed is not None:
         algorithm.load_state_dict(resumed)
         torch.set_rng_state(resumed["torch_rng"])
@@ -191,7 +233,11 @@ def main(argv=None):
     for batch in collector:
         frames += batch.numel()
         curve.record_episodes(batch, frames)
-        for key, value in algorithm.update(batch, frames).items():
+        try:
+            logged = algorithm.update(batch, frames)
+        except TeacherLost as error:
+            stop_without_teacher(error, run_dir, collector, evaluations.evaluator)
+        for key, value in logged.items():
             logger.log_scalar(f"train/{key}", value, step=frames)
         collector.update_policy_weights_()
         logger.log_scalar("train/fps", bar.format_dict["rate"] or 0.0, step=frames)
@@ -211,6 +257,10 @@ def main(argv=None):
     curve.write_csv(run_dir / "history.csv")
     final = curve.history["eval"][-1]
     print(f"{frames} frames in {curve.wall():.0f}s: evaluation success rate {final['success_rate']:.2f}, return {final['return']:.2f}")
+    if teacher is not None:
+        print(f"teacher {args.teacher}: success rate {teacher.success['success_rate']:.2f}, return {teacher.success['return']:.2f} "
+              f"(student {final['success_rate']:.2f}, {final['return']:.2f})")
+        teacher.close()
     print(f"wrote {written}, {run_dir / 'learning_curve.png'}, {run_dir / 'history.csv'}")
     if args.video:
         video = record_video(actor.cpu(), env_config, run_dir / "rollout.mp4", camera=args.video_camera, seed=args.seed + 10_000)

@@ -13,6 +13,7 @@ from torchrl.objectives import ClipPPOLoss, SACLoss, SoftUpdate
 from torchrl.objectives.value import GAE
 
 from agenthive.training.networks import make_critic
+from agenthive.training.teacher import teacher_coefficient, teacher_loss
 
 
 class _Algorithm:
@@ -67,8 +68,11 @@ class PPO(_Algorithm):
     terms = ("loss_objective", "loss_critic", "loss_entropy")
     on_policy = True
 
-    def __init__(self, args, actor, *, in_keys, obs_dim, action_spec, hidden, device, replay_buffer=None):
+    def __init__(self, args, actor, *, in_keys, obs_dim, action_spec, hidden, device, replay_buffer=None, teacher=None):
         critic = make_critic(in_keys, obs_dim, hidden).to(device)
+        self.actor, self.teacher, self.args = actor, teacher, args
+        if teacher is not None:  # agenthive.training.teacher: one more term, coef * L(student, teacher)
+            self.terms = (*self.terms, "loss_teacher")
         self.loss = ClipPPOLoss(actor, critic, clip_epsilon=args.clip_epsilon, entropy_coeff=args.entropy_coef, normalize_advantage=True)
         self.advantage = GAE(gamma=args.gamma, lmbda=args.gae_lambda, value_network=critic, average_gae=False)
         self.optimizer = torch.optim.Adam(self.loss.parameters(), lr=args.lr)
@@ -78,18 +82,29 @@ class PPO(_Algorithm):
     def update(self, batch, frames: int) -> dict[str, float]:
         with torch.no_grad():
             data = self.advantage(batch.to(self.device)).reshape(-1)
+        if self.teacher is not None:
+            self.teacher.new_batch(data.numel(), self.device)  # its answers are kept across the epochs
+            start = frames - batch.numel()  # annealed by the frames before this batch: the first batch has the full weight
+            coef = teacher_coefficient(self.args.teacher_coef, self.args.teacher_anneal, start, self.args.total_frames)
         for _ in range(self.epochs):
             for index in torch.randperm(data.numel(), device=self.device).split(self.minibatch_size):
-                losses = self.loss(data[index])
+                minibatch = data[index]
+                losses = self.loss(minibatch)
+                if self.teacher is not None:
+                    target = self.teacher.actions(data, index)
+                    losses["loss_teacher"] = coef * teacher_loss(self.actor, minibatch, target, self.args.teacher_loss)
                 self._step(losses)
-        return {"loss_critic": losses["loss_critic"].item()}
+        logged = {"loss_critic": losses["loss_critic"].item()}
+        if self.teacher is not None:
+            logged.update(loss_teacher=losses["loss_teacher"].item(), teacher_coef=coef)
+        return logged
 
 
 ALGORITHMS = {"sac": SAC, "ppo": PPO}
 
 
 def make_algorithm(args, actor, **kwargs) -> _Algorithm:
-    """``ALGORITHMS[args.algo]`` over ``actor``; ``kwargs``: ``in_keys``, ``obs_dim``, ``action_spec``, ``hidden``, ``device``, ``replay_buffer``."""
+    """``ALGORITHMS[args.algo]`` over ``actor``; ``kwargs``: ``in_keys``, ``obs_dim``, ``action_spec``, ``hidden``, ``device``, ``replay_buffer``, and for PPO ``teacher``."""
     if args.algo not in ALGORITHMS:
         raise SystemExit(f"--algo {args.algo!r}: expected one of {', '.join(ALGORITHMS)}")
     return ALGORITHMS[args.algo](args, actor, **kwargs)

@@ -78,3 +78,17 @@ class CameraPolicy(Policy):
 
     def act_batch(self, observations, episodes):
         return {"actions": observations["image"].sum(axis=(1, 2, 3), dtype=np.int64).astype(np.float32)[:, None, None]}
+
+
+class ConstantPolicy(Policy):
+    """The same action, ``value`` in every dimension, for any ``observation`` of ``obs_dim``; chunks of ``chunk_length``.
+
+    A teacher whose pull on a student is easy to measure (test_teacher.py).
+    """
+
+    def __init__(self, obs_dim, action_dim, value=0.5, chunk_length=2):
+        self.value, self.action_dim, self.chunk_length = value, action_dim, chunk_length
+        self.metadata = PolicyMetadata("constant", {"observation": ((obs_dim,), "float32")}, (action_dim,), chunk_length=chunk_length)
+
+    def act_batch(self, observations, episodes):
+        return {"actions": np.full((len(episodes), self.chunk_length, self.action_dim), self.value, np.float32)}

@@ -1,0 +1,126 @@
+"""scripts/train.py --teacher: PPO pulled towards a policy served by a real ``start-server`` process (agenthive.training.teacher)."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from agenthive.checkpoint import list_checkpoints
+from agenthive.env_config import EnvConfig, make_env
+from agenthive.serving import PolicyClient
+from agenthive.training.teacher import teacher_coefficient
+from helpers.ports import free_port_pair
+from helpers.servers import PolicyServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSTANT = 0.5  # every action of the teacher, in every dimension
+TEACHER = ("helpers.serving_test_policies:ConstantPolicy", f'{{"obs_dim": 21, "action_dim": 9, "value": {CONSTANT}}}')
+QUICK = ["--algo", "ppo", "--hidden-sizes", "32,32", "--frames-per-batch", "200", "--ppo-epochs", "4", "--minibatch-size", "50",
+         "--lr", "3e-3", "--eval-every", "0", "--eval-episodes", "1", "--eval-backend", "thread", "--no-video"]
+
+
+def train(run_dir, *args) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), "--run-dir", str(run_dir), *args]
+
+
+def run(command) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done
+
+
+def distance_to_teacher(run_dir) -> float:
+    """Mean |student's deterministic action - the teacher's| over the states of a fixed random rollout."""
+    policy = torch.load(max(list_checkpoints(run_dir).items())[1] / "policy.pt", weights_only=False)
+    env = make_env(EnvConfig())
+    env.set_seed(123)
+    torch.manual_seed(123)
+    states = env.rollout(100, break_when_any_done=False)
+    env.close()
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        actions = policy(states.select("observation"))["action"]
+    return (actions - CONSTANT).abs().mean().item()
+
+
+def sessions_served(port) -> int:
+    with PolicyClient("127.0.0.1", port) as client:
+        return client.health()["sessions"]
+
+
+def test_teacher_term_pulls_the_students_actions_towards_the_teachers_and_asks_once_per_transition(tmp_path):
+    with PolicyServerProcess(TEACHER[0], kwargs=TEACHER[1]) as server:
+        alone = run(train(tmp_path / "alone", "--total-frames", "400", *QUICK))
+        before = sessions_served(server.port)
+        guided = run(train(tmp_path / "guided", "--total-frames", "400", *QUICK, "--teacher", f"127.0.0.1:{server.port}", "--teacher-coef", "5"))
+        asked = sessions_served(server.port) - before
+    assert "teacher 127.0.0.1" not in alone.stdout
+    # the teacher's own evaluation, and its success beside the student's at the end
+    assert f"teacher 127.0.0.1:{server.port}: success rate" in guided.stdout and "(student " in guided.stdout, guided.stdout[-2000:]
+    # each of the 400 transitions asked once (plus the teacher's one-episode evaluation), not once per PPO epoch (4 x 400)
+    assert 400 <= asked <= 410, asked
+    far, near = distance_to_teacher(tmp_path / "alone"), distance_to_teacher(tmp_path / "guided")
+    print(f"mean |a - teacher|: {near:.3f} guided, {far:.3f} alone")
+    assert near < 0.5 * far, f"the teacher term did not pull the student: mean |a - teacher| {near:.3f} with it, {far:.3f} without"
+
+
+def test_teacher_lost_mid_run_stops_it_keeping_the_last_checkpoint_and_resume_finishes_it(tmp_path):
+    run_dir = tmp_path / "run"
+    with PolicyServerProcess(TEACHER[0], kwargs=TEACHER[1]) as server:
+        address = f"127.0.0.1:{server.port}"
+        command = train(run_dir, "--total-frames", "1400", "--checkpoint-every", "200", *QUICK, "--teacher", address, "--teacher-timeout", "2")
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while not (run_dir / "checkpoints" / "step_000000200").exists():
+            assert process.poll() is None, f"train.py exited ({process.returncode}) before its first checkpoint:\n{process.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no 200-frame checkpoint after 300s"
+            time.sleep(0.05)
+        server.stop()
+        _, stderr = process.communicate(timeout=120)
+        kept = list_checkpoints(run_dir)
+        assert process.returncode != 0 and max(kept) < 1400, f"the run went on without its teacher (checkpoints {sorted(kept)})"
+        assert f"the teacher at {address} stopped answering" in stderr, stderr[-3000:]
+        assert f"the last checkpoint, {kept[max(kept)].name}, is kept" in stderr and "--resume" in stderr, stderr[-3000:]
+
+        server.start()  # the same port
+        resumed = run(train(run_dir, "--resume"))
+    assert f"({max(kept)} frames)" in resumed.stdout
+    assert max(list_checkpoints(run_dir)) == 1400
+
+
+def _train_script():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train as train_script
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return train_script
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--algo", "sac", "--teacher", "127.0.0.1:5555"], "--teacher guides PPO's update .*use --algo ppo"),
+    (["--algo", "ppo", "--teacher", "localhost"], "--teacher 'localhost': expected HOST:PORT"),
+    (["--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-anneal", "exp"], "--teacher-anneal 'exp': expected one of none, linear, cosine"),
+    (["--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-loss", "kl"], "--teacher-loss 'kl': expected one of mse, l1, nll"),
+    (["--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-coef", "-1"], "--teacher-coef -1.0: expected a weight >= 0"),
+])
+def test_bad_teacher_flags_are_refused_saying_why(tmp_path, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        _train_script().main(["--run-dir", str(tmp_path / "run"), *flags])
+
+
+def test_unreachable_teacher_fails_at_the_start_naming_its_address(tmp_path):
+    port = free_port_pair()
+    started = time.monotonic()
+    with pytest.raises(SystemExit, match=rf"--teacher 127\.0\.0\.1:{port}: no policy server answered there"):
+        _train_script().main(["--run-dir", str(tmp_path / "run"), "--algo", "ppo", "--teacher", f"127.0.0.1:{port}", "--teacher-timeout", "1"])
+    assert time.monotonic() - started < 60
+    assert not list_checkpoints(tmp_path / "run")
+
+
+def test_teacher_coefficient_anneals_from_its_value_to_zero():
+    assert [teacher_coefficient(2.0, "none", f, 100) for f in (0, 50, 100)] == [2.0, 2.0, 2.0]
+    assert [teacher_coefficient(2.0, "linear", f, 100) for f in (0, 50, 100)] == [2.0, 1.0, 0.0]
+    assert [round(teacher_coefficient(2.0, "cosine", f, 100), 6) for f in (0, 25, 50, 100)] == [2.0, round(1 + 2 ** -0.5, 6), 1.0, 0.0]
