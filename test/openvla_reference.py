@@ -23,6 +23,7 @@ from transformers import AutoModelForVision2Seq, AutoProcessor
 
 
 def main(checkpoint, source, target):
+    torch.set_num_threads(1)  # as the served policy in the tests: fast on a shared machine
     data = np.load(source)
     processor = AutoProcessor.from_pretrained(checkpoint, trust_remote_code=True)
     vla = AutoModelForVision2Seq.from_pretrained(checkpoint, attn_implementation="sdpa", torch_dtype=torch.float32, low_cpu_mem_usage=True, trust_remote_code=True)

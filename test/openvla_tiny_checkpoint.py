@@ -11,7 +11,7 @@ trust_remote_code=True)`` loads it as it loads ``openvla/openvla-7b``:
   ``vit_tiny_patch16_224`` backbones (``timm_model_ids`` etc. override the lookup tables);
 * language: a 2-layer, 64-wide LLaMA whose vocabulary (32064) keeps Llama-2's ids, because
   ``predict_action`` appends token 29871 and reads actions from the last 256 ids below 32000;
-* tokenizer: word-level, trained here, with Llama's ``<s>`` and ``<PAD>`` (id 32000);
+* tokenizer: word-level, built here, with Llama's ``<s>`` and OpenVLA's ``<PAD>``;
 * ``norm_stats`` for two datasets (``bridge_orig``, ``fractal20220817_data``) with OpenVLA's
   fields (q01/q99/mask/...), 7-d actions, in the config; and ``dataset_statistics.json`` for
   ``franka_reach`` (9-d actions: RoboHive's Franka), as OpenVLA's fine-tuning script writes.
@@ -30,13 +30,15 @@ DATASETS = ("bridge_orig", "fractal20220817_data")  # in the config's norm_stats
 FINETUNED = "franka_reach"  # in dataset_statistics.json, 9-d actions (RoboHive's Franka)
 
 
-def tokenizer(pad_id=32000):
-    """A Llama-like fast tokenizer: ``<s>`` first, word pieces, ``<PAD>`` at Llama-2 OpenVLA's id."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+def tokenizer():
+    """A Llama-like fast tokenizer (``<s>`` first, then words) with OpenVLA's ``<PAD>`` token."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{word: 3 + i for i, word in enumerate(dict.fromkeys(WORDS))}, "<PAD>": pad_id}
+    tokens = ["<unk>", "<s>", "</s>", *dict.fromkeys(WORDS), "<PAD>"]
+    vocab = {token: i for i, token in enumerate(tokens)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
     backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<PAD>", model_input_names=["input_ids", "attention_mask"])
@@ -54,13 +56,24 @@ def norm_stats(names, dim, seed):
     return stats
 
 
+def import_prismatic(upstream, workdir):
+    """OpenVLA's modeling modules, imported as the package they are (they import each other relatively)."""
+    import importlib
+
+    package = Path(workdir) / "openvla_hf"
+    shutil.copytree(upstream, package, dirs_exist_ok=True)
+    sys.path.insert(0, str(workdir))
+    return [importlib.import_module(f"openvla_hf.{name}") for name in ("configuration_prismatic", "modeling_prismatic", "processing_prismatic")]
+
+
 def build(upstream, out_dir, seed=0):
+    import tempfile
+
     import torch
 
-    sys.path.insert(0, str(upstream))
-    from configuration_prismatic import OpenVLAConfig
-    from modeling_prismatic import OpenVLAForActionPrediction
-    from processing_prismatic import PrismaticImageProcessor, PrismaticProcessor
+    configuration, modeling, processing = import_prismatic(upstream, tempfile.mkdtemp())
+    OpenVLAConfig, OpenVLAForActionPrediction = configuration.OpenVLAConfig, modeling.OpenVLAForActionPrediction
+    PrismaticImageProcessor, PrismaticProcessor = processing.PrismaticImageProcessor, processing.PrismaticProcessor
 
     OpenVLAConfig.register_for_auto_class()
     OpenVLAForActionPrediction.register_for_auto_class("AutoModelForVision2Seq")

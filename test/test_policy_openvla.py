@@ -58,7 +58,7 @@ def test_served_openvla_gives_predict_actions_output(openvla, openvla_server_env
     adapter's fix: predict_action extends input_ids but not attention_mask)."""
     venv, checkpoint = openvla
     images = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
-    kwargs = json.dumps({"checkpoint_path": str(checkpoint), "unnorm_key": "fractal20220817_data", "attn_implementation": attention, "device": "cpu", "dtype": "float32", "image_size": [256, 256]})
+    kwargs = json.dumps({"checkpoint_path": str(checkpoint), "unnorm_key": "fractal20220817_data", "attn_implementation": attention, "device": "cpu", "dtype": "float32", "image_size": [256, 256], "num_threads": 1})
     with PolicyServerProcess("openvla", kwargs=kwargs, python=venv.python) as server:
         with PolicyClient("127.0.0.1", server.port, ready_timeout=300, timeout=60) as client:
             meta = client.metadata
@@ -86,7 +86,7 @@ def test_served_openvla_drives_a_robohive_camera_rollout(openvla, openvla_server
     from agenthive.modules import RemotePolicyModule
 
     venv, checkpoint = openvla
-    kwargs = json.dumps({"checkpoint_path": str(checkpoint), "unnorm_key": "franka_reach", "device": "cpu", "dtype": "float32", "image_size": [128, 128]})
+    kwargs = json.dumps({"checkpoint_path": str(checkpoint), "unnorm_key": "franka_reach", "device": "cpu", "dtype": "float32", "image_size": [128, 128], "num_threads": 1})
     base = RoboHiveEnv("FrankaReachRandom-v0", from_pixels=True, cameras=["top_cam"], image_size=(128, 128), shadows=False)
     env = TransformedEnv(base, SqueezeTransform(-4, in_keys=["pixels"], out_keys=["top_cam"]))
     with PolicyServerProcess("openvla", kwargs=kwargs, python=venv.python) as server:

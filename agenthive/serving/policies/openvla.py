@@ -47,14 +47,15 @@ class OpenVLAPolicy(Policy):
         image_key: name of the RGB image observation.
         image_size: (height, width) of the images clients send (the processor resizes them).
         checkpoint_step: fills ``{checkpoint_step}`` in ``checkpoint_path``.
+        num_threads: torch's CPU threads (None: torch's default, one per core).
     """
 
-    def __init__(self, checkpoint_path, unnorm_key=None, attn_implementation="sdpa", device=None, dtype="bfloat16", image_key="image", image_size=(224, 224), checkpoint_step=None):
+    def __init__(self, checkpoint_path, unnorm_key=None, attn_implementation="sdpa", device=None, dtype="bfloat16", image_key="image", image_size=(224, 224), checkpoint_step=None, num_threads=None):
         if attn_implementation not in ATTENTION:
             raise ValueError(f"attn_implementation={attn_implementation!r}: expected one of {list(ATTENTION)}")
         self.checkpoint_path, self.checkpoint_step, self.unnorm_key = checkpoint_path, checkpoint_step, unnorm_key
         self.attn_implementation, self.device, self.dtype = attn_implementation, device, dtype
-        self.image_key, self.image_size = image_key, tuple(image_size)
+        self.image_key, self.image_size, self.num_threads = image_key, tuple(image_size), num_threads
         self.path = checkpoint_path.format(checkpoint_step=checkpoint_step) if "{checkpoint_step}" in checkpoint_path else checkpoint_path
         self.processor = self.model = None
 
@@ -90,6 +91,8 @@ class OpenVLAPolicy(Policy):
         import torch
 
         self._device = self._check_device()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
         self.processor, self.model = self._load()
         self._torch_dtype = getattr(torch, self.dtype)
         if self.unnorm_key is None and len(self.model.norm_stats) == 1:
