@@ -25,7 +25,7 @@ API (for test fixtures and other families' helpers)::
     venv = ensure_venv("lerobot", check="import lerobot.policies.act.modeling_act")
     venv.python                      # Path of its interpreter
     venv.env(HF_HUB_OFFLINE="1")     # os.environ + this checkout on PYTHONPATH + extras
-    venv.run(["-c", "print(1)"])     # subprocess.run with that env; raises on failure
+    venv.run(["-c", "print(1)"])     # subprocess.run with that env; RuntimeError with the output on failure
 
 ``ensure_venv(name, *, check, inputs=(), env=None)``: ``inputs`` are extra files whose
 contents enter the hash; ``env`` are variables passed to the build script (their values
@@ -66,12 +66,13 @@ class PolicyVenv:
         return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
 
     def run(self, args, *, env=None, timeout=900, **kwargs):
-        """``python args...`` in this environment; raises ``CalledProcessError`` with its output on failure."""
+        """``python args...`` in this environment; raises ``RuntimeError`` with its output's tail on failure."""
         result = subprocess.run(
             [str(self.python), *args], env=self.env(**(env or {})), timeout=timeout, capture_output=True, text=True, **kwargs
         )
         if result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+            output = (result.stdout + result.stderr)[-4000:]
+            raise RuntimeError(f"{self.name} environment: python {' '.join(map(str, args))} exited with {result.returncode}:\n{output}")
         return result
 
 

@@ -466,7 +466,7 @@ def test_cli_help_and_argument_errors():
     out = subprocess.run([sys.executable, "-m", "agenthive", "serve-env", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--idle-timeout" in out.stdout and "factory" in out.stdout
     out = subprocess.run([sys.executable, "-m", "agenthive", "serve-env", "FrankaReachRandom-v0", "--kwargs", "{frame_skip: 2}"], capture_output=True, text=True)
-    assert out.returncode != 0 and "--kwargs is not valid JSON" in out.stderr
+    assert out.returncode != 0 and "--kwargs is neither JSON" in out.stderr
     out = subprocess.run([sys.executable, "-m", "agenthive", "serve-env", "nomodule", "--backend", "factory"], capture_output=True, text=True)
     assert out.returncode != 0 and "--backend factory takes module:function, got 'nomodule'" in out.stderr
     out = subprocess.run([sys.executable, "-m", "agenthive"], capture_output=True, text=True)

@@ -316,7 +316,7 @@ def test_cli_help_and_argument_errors():
     out = subprocess.run([sys.executable, "-m", "agenthive", "start-server", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--max-wait-ms" in out.stdout and "jax-mlp" in out.stdout
     out = subprocess.run([sys.executable, "-m", "agenthive", "start-server", "mlp", "--kwargs", "{obs_dim: 3}"], capture_output=True, text=True)
-    assert out.returncode != 0 and "--kwargs is not valid JSON" in out.stderr
+    assert out.returncode != 0 and "--kwargs is neither JSON" in out.stderr
     out = subprocess.run([sys.executable, "-m", "agenthive", "start-server", "nope"], capture_output=True, text=True)
     assert out.returncode != 0 and "unknown policy 'nope'" in out.stderr
 

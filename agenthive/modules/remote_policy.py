@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tensordict.nn import TensorDictModuleBase
 
+from agenthive.modules.vla_keys import VLAKeys
 from agenthive.serving.client import MetadataMismatchError, PolicyClient
 
 
@@ -41,6 +42,11 @@ class RemotePolicyModule(TensorDictModuleBase):
             check the shapes and dtypes of ``in_keys`` against the server's now rather than
             at the first step.
         action_spec: the environment's action spec, to check the action shape likewise.
+        vla_keys: read torchrl's canonical VLA keys instead of ``in_keys`` (images under
+            ``("observation", "image")``, ``("observation", "state")``, the instruction
+            from ``"language_instruction"``, per batch or per element) and also write the
+            chunk being played to ``("vla_action", "chunk")``: a ``VLAKeys`` (see
+            ``agenthive.modules.vla_keys``), or True for its defaults.
 
     Raises:
         ValueError: ``in_keys`` do not cover the server's observations, an instruction is
@@ -80,6 +86,7 @@ class RemotePolicyModule(TensorDictModuleBase):
         shared_memory=True,
         observation_spec=None,
         action_spec=None,
+        vla_keys=None,
     ):
         super().__init__()
         if protocol not in ("agenthive", "openpi"):
@@ -94,6 +101,11 @@ class RemotePolicyModule(TensorDictModuleBase):
         self._connect()
         metadata = self._client.metadata
         self.metadata = metadata  # None for openpi servers, which announce free-form metadata
+        self.vla_keys = VLAKeys() if vla_keys is True else vla_keys or None
+        if self.vla_keys is not None:
+            if metadata is None:
+                raise ValueError("vla_keys needs the observation names agenthive servers announce; openpi servers do not")
+            in_keys = self.vla_keys.names(metadata)
         if in_keys is None:
             if metadata is None:
                 raise ValueError("openpi servers do not announce their observation names: pass in_keys={tensordict key: observation name}")
@@ -107,7 +119,7 @@ class RemotePolicyModule(TensorDictModuleBase):
                     f"in_keys do not match policy {metadata.name!r} at {host}:{port}: no key for {missing}, unknown names {extra}; "
                     f"it expects {dict(metadata.observations)}"
                 )
-            if metadata.takes_instruction and instruction is None:
+            if metadata.takes_instruction and instruction is None and self.vla_keys is None:
                 raise ValueError(f"policy {metadata.name!r} at {host}:{port} takes a language instruction: pass instruction='...'")
             if replan_every is not None and not 1 <= replan_every <= metadata.chunk_length:
                 raise ValueError(f"replan_every={replan_every}: expected 1 to chunk_length={metadata.chunk_length}")
@@ -115,6 +127,9 @@ class RemotePolicyModule(TensorDictModuleBase):
         self.replan_every = replan_every
         self.in_keys = list(self._obs_names)
         self.out_keys = list(out_keys)
+        if self.vla_keys is not None:
+            self.in_keys.append(self.vla_keys.instruction_key)
+            self.out_keys.append(self.vla_keys.chunk_key)
         self._sessions = None  # one episode id per batch element
         self._chunks = None  # (batch, chunk, *action_shape) actions being played
         self._steps = None  # index of the next action to play, per batch element
@@ -142,10 +157,15 @@ class RemotePolicyModule(TensorDictModuleBase):
             self._connect()
         batch_shape = tensordict.batch_size
         n = batch_shape.numel()
-        obs = {}
-        for key, name in self._obs_names.items():
-            value = tensordict.get(key)
-            obs[name] = value.detach().reshape(n, *value.shape[len(batch_shape):]).cpu().numpy()
+        if self.vla_keys is not None:
+            obs = self.vla_keys.read(tensordict, self._obs_names, self.metadata)
+            instructions = [text or self.instruction for text in self.vla_keys.instructions(tensordict, n)]
+        else:
+            obs = {}
+            for key, name in self._obs_names.items():
+                value = tensordict.get(key)
+                obs[name] = value.detach().reshape(n, *value.shape[len(batch_shape):]).cpu().numpy()
+            instructions = [self.instruction] * n
         if self._sessions is None or len(self._sessions) != n:
             self._sessions = [uuid.uuid4().hex for _ in range(n)]
             self._chunks, self._steps = None, np.zeros(n, dtype=np.int64)
@@ -157,13 +177,12 @@ class RemotePolicyModule(TensorDictModuleBase):
             starting |= is_init.reshape(n).cpu().numpy()
         replan_every = self.replan_every or (self.metadata.chunk_length if self.metadata is not None else None)
         replan = starting | (self._steps >= (replan_every or 1)) if self._chunks is not None else np.ones(n, dtype=bool)
-        if replan.any():
-            index = np.flatnonzero(replan)
+        for index, instruction in _by_instruction(np.flatnonzero(replan), instructions):  # one request per instruction
             reply = self._client.act(
                 {name: value[index] for name, value in obs.items()},
                 sessions=[self._sessions[i] for i in index],
                 reset=starting[index].tolist(),
-                instruction=self.instruction,
+                instruction=instruction,
             )
             actions = reply["actions"]
             if self._chunks is None:
@@ -176,6 +195,8 @@ class RemotePolicyModule(TensorDictModuleBase):
         self._steps += 1
         device = tensordict.device if tensordict.device is not None else torch.device("cpu")
         tensordict.set(self.out_keys[0], torch.as_tensor(action, device=device).reshape(*batch_shape, *action.shape[1:]))
+        if self.vla_keys is not None:
+            self.vla_keys.write(tensordict, self._chunks)
         return tensordict
 
     def close(self):
@@ -193,6 +214,14 @@ class RemotePolicyModule(TensorDictModuleBase):
     def __repr__(self):
         name = self.metadata.name if self.metadata is not None else "openpi policy"
         return f"{type(self).__name__}({name} at {self.protocol}://{self.host}:{self.port}, in_keys={self.in_keys}, out_keys={self.out_keys})"
+
+
+def _by_instruction(index, instructions):
+    """``index`` split into groups that share an instruction: (indices, instruction) pairs."""
+    groups = {}
+    for i in index:
+        groups.setdefault(instructions[i], []).append(i)
+    return [(np.asarray(members), instruction) for instruction, members in groups.items()]
 
 
 def _check_specs(metadata, obs_names, observation_spec, action_spec, where):

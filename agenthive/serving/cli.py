@@ -4,6 +4,14 @@ The line ``agenthive: serving <policy> on tcp://HOST:PORT`` is printed as soon a
 is bound (before the policy has loaded), so scripts that start the server with ``--port 0``
 can read the port from it; clients then wait for ``ready``.
 
+``--kwargs`` is a JSON object or a Python dict literal (``None``, ``True``, tuples), read with
+``ast.literal_eval``, never ``eval``; so the ``agents`` project's commands paste as they are.
+A keyword the policy does not take is refused in one line naming the accepted ones. A
+policy that fails to load (its constructor or ``initialize`` raises: no network to fetch the
+checkpoint, a missing package) does not stop the server: it stays up on its endpoint, and
+``hello``/``health`` replies and ``act`` refusals carry the reason, so clients see it at
+once instead of waiting for a timeout.
+
 Example:
     >>> main(["mlp", "--help"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -11,12 +19,14 @@ Example:
     SystemExit: 0
 """
 import argparse
+import ast
 import json
 import logging
 import signal
 import sys
 
-from agenthive.serving.policies import POLICIES, load_policy_class
+from agenthive.serving.policies import POLICIES, PolicyArgumentError, load_policy_class, make_policy
+from agenthive.serving.policy import Policy
 from agenthive.serving.server import PolicyServer
 
 
@@ -28,7 +38,7 @@ def _parser():
     parser.add_argument("policy", help=f"a registered policy ({', '.join(sorted(POLICIES))}) or module:Class")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free one (printed on start)")
-    parser.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments for the policy's constructor")
+    parser.add_argument("--kwargs", default="{}", help="keyword arguments for the policy's constructor: a JSON object or a Python dict literal")
     parser.add_argument("--max-batch", type=int, default=16, help="most observations per batched forward pass; 1 turns batching off")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a request waits for those of other active clients")
     parser.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted, in MiB")
@@ -40,20 +50,61 @@ def _parser():
 
 
 def parse_kwargs(text: str, *, example: str) -> dict:
-    """``--kwargs``: a JSON object, or a ``SystemExit`` saying what was wrong and showing ``example``."""
+    """``--kwargs``: a JSON object or a Python dict literal, or a ``SystemExit`` showing ``example``.
+
+    Example:
+        >>> parse_kwargs('{"checkpoint_step": None, "unnorm_key": [], "half": True}', example="{}")
+        {'checkpoint_step': None, 'unnorm_key': [], 'half': True}
+    """
     try:
         kwargs = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{example}'") from None
-    if not isinstance(kwargs, dict):
-        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{example}'")
+    except json.JSONDecodeError as json_error:
+        try:
+            kwargs = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as literal_error:
+            raise SystemExit(
+                f"--kwargs is neither JSON ({json_error}) nor a Python literal ({type(literal_error).__name__}: {literal_error}): "
+                f"expected an object such as '{example}'"
+            ) from None
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        raise SystemExit(f"--kwargs is a {type(kwargs).__name__}: expected an object with string keys such as '{example}'")
     return kwargs
+
+
+class _Unloadable(Policy):
+    """Stands in for a policy whose constructor raised: the server reports the error."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def initialize(self):
+        raise self.error
+
+
+def build_policy(name, kwargs):
+    """The policy, or (when its constructor raised) a stand-in whose ``initialize`` raises that error.
+
+    An unknown policy name or keyword exits with one line (``SystemExit``); any other
+    failure is served to clients (and logged with its traceback) instead.
+    """
+    try:
+        cls = load_policy_class(name)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    except (ImportError, AttributeError) as err:
+        raise SystemExit(f"policy {name!r} cannot be imported: {type(err).__name__}: {err}") from None
+    try:
+        return make_policy(name, kwargs)
+    except PolicyArgumentError as err:
+        raise SystemExit(str(err)) from None
+    except Exception as err:  # noqa: BLE001 (served: hello/health and act refusals carry it)
+        return type(cls.__name__, (_Unloadable,), {})(err)
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    policy = load_policy_class(args.policy)(**parse_kwargs(args.kwargs, example='{"obs_dim": 21}'))
+    policy = build_policy(args.policy, parse_kwargs(args.kwargs, example='{"obs_dim": 21}'))
     server = PolicyServer(
         policy,
         host=args.host,

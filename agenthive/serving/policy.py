@@ -75,6 +75,9 @@ class Policy:
     """
 
     metadata: PolicyMetadata
+    #: other names of the constructor's keywords (alias -> parameter), such as another
+    #: project's; ``start-server --kwargs`` accepts either (see ``policies.make_policy``)
+    keyword_aliases: dict = {}
 
     def initialize(self):
         """Load weights and compile. Runs after the server's socket is up, in a thread."""

@@ -43,14 +43,14 @@ class OctoPolicy(Policy):
         image_size: (height, width) of the images clients send, for every camera, or a dict
             image key -> (height, width); None: the model's own input size (no resizing).
         seed: seed of the sampling RNG (diffusion heads sample; L1/MSE heads do not).
-        horizon: the ``agents`` project's name for ``window``.
+
+    ``start-server`` also takes ``horizon`` (the ``agents`` project's name) for ``window``, and
+    this adapter's former names ``checkpoint`` and ``step``.
     """
 
-    def __init__(self, checkpoint_path, checkpoint_step=None, window=2, unnorm_key=None, image_size=None, seed=0, *, horizon=None):
-        if horizon is not None:
-            if window not in (2, horizon):
-                raise ValueError(f"horizon={horizon} and window={window} name the same thing (the observation history): give one")
-            window = horizon
+    keyword_aliases = {"horizon": "window", "checkpoint": "checkpoint_path", "step": "checkpoint_step"}
+
+    def __init__(self, checkpoint_path, checkpoint_step=None, window=2, unnorm_key=None, image_size=None, seed=0):
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"window={window!r}: expected a positive number of observations")
         self.checkpoint_path, self.checkpoint_step, self.window = checkpoint_path, checkpoint_step, window

@@ -48,7 +48,11 @@ class OpenVLAPolicy(Policy):
         image_size: (height, width) of the images clients send (the processor resizes them).
         checkpoint_step: fills ``{checkpoint_step}`` in ``checkpoint_path``.
         num_threads: torch's CPU threads (None: torch's default, one per core).
+
+    ``start-server`` also takes this adapter's former name ``checkpoint`` for ``checkpoint_path``.
     """
+
+    keyword_aliases = {"checkpoint": "checkpoint_path"}
 
     def __init__(self, checkpoint_path, unnorm_key=None, attn_implementation="sdpa", device=None, dtype="bfloat16", image_key="image", image_size=(224, 224), checkpoint_step=None, num_threads=None):
         if attn_implementation not in ATTENTION:
