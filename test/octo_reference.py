@@ -9,9 +9,10 @@ statistics that ``unnorm_key`` names, walked as the ``agents`` project walks the
 (``reduce(getitem, unnorm_key, dataset_statistics)``). The tests compare what the served
 adapter returns with this.
 
-IN.npz: one ``[T, ...]`` array per observation key (``image_*`` uint8, ``proprio``), and
-``instruction`` (str), ``unnorm_key`` (JSON list), ``window`` (int).
-OUT.npz: ``actions`` ``[T, action_horizon, action_dim]``.
+IN.npz: ``unnorm_key`` (JSON list), ``window`` (int), ``instructions`` (one per episode) and,
+per episode ``i``, one ``[T_i, ...]`` array per observation key named ``"{i}/{key}"``
+(``image_*`` uint8, ``proprio``).
+OUT.npz: per episode ``i``, ``"{i}"``: ``[T_i, action_horizon, action_dim]``.
 """
 import json
 import sys
@@ -44,24 +45,32 @@ class Replay(gym.Env):
         return dict(self.frames[self.t]), 0.0, False, False, {}
 
 
-def main(checkpoint, source, target):
-    data = np.load(source)
-    keys = [key for key in data.files if key.startswith("image_") or key == "proprio"]
-    frames = [{key: data[key][t] for key in keys} for t in range(len(data[keys[0]]))]
-    model = OctoModel.load_pretrained(checkpoint)
-    statistics = reduce(getitem, json.loads(str(data["unnorm_key"])), model.dataset_statistics)
+def episode_actions(model, statistics, window, instruction, frames):
+    """Octo's chunks for one episode's observations, step by step."""
     example = model.example_batch["observation"]
-    sizes = {key.removeprefix("image_"): tuple(np.shape(example[key])[2:4]) for key in keys if key.startswith("image_")}
+    sizes = {key.removeprefix("image_"): tuple(np.shape(example[key])[2:4]) for key in frames[0] if key.startswith("image_")}
     env = Replay(frames, len(statistics["action"]["mean"]))
-    env = HistoryWrapper(ResizeImageWrapper(NormalizeProprio(env, statistics), sizes, augmented_keys=()), int(data["window"]))
-    tasks = model.create_tasks(texts=[str(data["instruction"])])
+    env = HistoryWrapper(ResizeImageWrapper(NormalizeProprio(env, statistics), sizes, augmented_keys=()), window)
+    tasks = model.create_tasks(texts=[instruction])
     actions = []
     for t in range(len(frames)):
         obs = env.reset()[0] if t == 0 else env.step(None)[0]
         batch = jax.tree_map(lambda x: np.asarray(x)[None], obs)
         chunk = model.sample_actions(batch, tasks, unnormalization_statistics=statistics["action"], rng=jax.random.PRNGKey(0))
         actions.append(np.asarray(chunk)[0])
-    np.savez(target, actions=np.stack(actions))
+    return np.stack(actions)
+
+
+def main(checkpoint, source, target):
+    data = np.load(source)
+    model = OctoModel.load_pretrained(checkpoint)
+    statistics = reduce(getitem, json.loads(str(data["unnorm_key"])), model.dataset_statistics)
+    out = {}
+    for i, instruction in enumerate(data["instructions"]):
+        keys = [name.split("/", 1)[1] for name in data.files if name.startswith(f"{i}/")]
+        frames = [{key: data[f"{i}/{key}"][t] for key in keys} for t in range(len(data[f"{i}/{keys[0]}"]))]
+        out[str(i)] = episode_actions(model, statistics, int(data["window"]), str(instruction), frames)
+    np.savez(target, **out)
 
 
 if __name__ == "__main__":

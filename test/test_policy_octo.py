@@ -33,12 +33,14 @@ def octo_server_env(octo, monkeypatch):
     return venv
 
 
-def octo_reference(venv, checkpoint, tmp_path, *, instruction, unnorm_key, window, **observations):
-    """Actions of Octo called in-process on observation sequences (``octo_reference.py``)."""
+def octo_reference(venv, checkpoint, tmp_path, *, unnorm_key, window, episodes):
+    """Octo called in-process (``octo_reference.py``) on ``episodes``: (instruction, {key: [T, ...]}) pairs."""
     source, target = tmp_path / "reference-in.npz", tmp_path / "reference-out.npz"
-    np.savez(source, instruction=instruction, unnorm_key=json.dumps(unnorm_key), window=window, **observations)
+    arrays = {f"{i}/{key}": value for i, (_, observations) in enumerate(episodes) for key, value in observations.items()}
+    np.savez(source, instructions=[instruction for instruction, _ in episodes], unnorm_key=json.dumps(unnorm_key), window=window, **arrays)
     venv.run([str(TEST_DIR / "octo_reference.py"), str(checkpoint), str(source), str(target)], env=QUIET)
-    return np.load(target)["actions"]
+    actions = np.load(target)
+    return [actions[str(i)] for i in range(len(episodes))]
 
 
 def test_the_octo_environment_has_octos_pins_and_no_torch(octo):
@@ -86,8 +88,8 @@ def test_served_octo_gives_octos_own_actions_per_episode(octo, octo_server_env, 
                     served["b"].append(client.act({"image_primary": images["b"][t : t + 1]}, sessions=["b"], reset=[t == 0], instruction="open the drawer")["actions"][0])
     assert (meta.observations, meta.action_shape, meta.chunk_length, meta.takes_instruction) == ({"image_primary": ((96, 80, 3), "uint8")}, (7,), 4, True)
     assert (meta.info["window"], meta.info["unnorm_key"], meta.info["model_image_sizes"]) == (2, "fractal", {"image_primary": [64, 64]})
-    expected_a = octo_reference(venv, checkpoints["bridge"], tmp_path, instruction="pick up the red cube", unnorm_key=["fractal"], window=2, image_primary=images["a"])
-    expected_b = octo_reference(venv, checkpoints["bridge"], tmp_path, instruction="open the drawer", unnorm_key=["fractal"], window=2, image_primary=images["b"][:2])
+    episodes = [("pick up the red cube", {"image_primary": images["a"]}), ("open the drawer", {"image_primary": images["b"][:2]})]
+    expected_a, expected_b = octo_reference(venv, checkpoints["bridge"], tmp_path, unnorm_key=["fractal"], window=2, episodes=episodes)
     np.testing.assert_allclose(np.stack(served["a"]), expected_a, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.stack(served["b"]), expected_b, rtol=1e-5, atol=1e-5)
     assert np.abs(np.diff(expected_a, axis=0)).max() > 1e-4  # the history and the images move the actions
@@ -104,9 +106,10 @@ def test_octo_with_two_cameras_and_proprio_batches_clients(octo, octo_server_env
         with PolicyClient("127.0.0.1", server.port, ready_timeout=300) as client:
             assert client.metadata.observations == {"image_primary": ((224, 224, 3), "uint8"), "image_wrist": ((224, 224, 3), "uint8"), "proprio": ((9,), "float32")}
             served = [client.act({key: value[:, t] for key, value in obs.items()}, sessions=["a", "b"], reset=[t == 0] * 2, instruction="put the fork in the pot")["actions"] for t in range(2)]
+    episodes = [("put the fork in the pot", {key: value[i] for key, value in obs.items()}) for i in range(2)]
+    expected = octo_reference(venv, checkpoints["two_cams"], tmp_path, unnorm_key=["bridge_dataset"], window=2, episodes=episodes)
     for i in range(2):
-        expected = octo_reference(venv, checkpoints["two_cams"], tmp_path, instruction="put the fork in the pot", unnorm_key=["bridge_dataset"], window=2, **{key: value[i] for key, value in obs.items()})
-        np.testing.assert_allclose(np.stack([served[t][i] for t in range(2)]), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.stack([served[t][i] for t in range(2)]), expected[i], rtol=1e-5, atol=1e-5)
 
 
 def test_start_server_octo_drives_a_robohive_camera_rollout(octo, octo_server_env, tmp_path):
@@ -117,7 +120,8 @@ def test_start_server_octo_drives_a_robohive_camera_rollout(octo, octo_server_en
     from agenthive.modules import RemotePolicyModule
 
     venv, checkpoints = octo
-    kwargs = json.dumps({"checkpoint_path": str(checkpoints["reach"]), "checkpoint_step": None, "horizon": 1, "unnorm_key": [], "image_size": [96, 96]})
+    # the agents project's keywords, written as its README writes them (a Python literal: None)
+    kwargs = f'{{"checkpoint_path": "{checkpoints["reach"]}", "checkpoint_step": None, "horizon": 1, "unnorm_key": [], "image_size": [96, 96]}}'
     base = RoboHiveEnv("FrankaReachRandom-v0", from_pixels=True, cameras=["top_cam"], image_size=(96, 96), shadows=False)
     env = TransformedEnv(base, SqueezeTransform(-4, in_keys=["pixels"], out_keys=["top_cam"]))  # [1 camera, H, W, 3] -> [H, W, 3]
     with PolicyServerProcess("octo", kwargs=kwargs, python=venv.python) as server:
@@ -130,6 +134,6 @@ def test_start_server_octo_drives_a_robohive_camera_rollout(octo, octo_server_en
         policy.close()
     assert rollout["action"].shape == (6, 9) and torch.isfinite(rollout["action"]).all()
     queried = rollout["top_cam"][[0, 4]].numpy()  # RemotePolicyModule asks at steps 0 and 4 (chunks of 4)
-    expected = octo_reference(venv, checkpoints["reach"], tmp_path, instruction="reach the red target", unnorm_key=[], window=1, image_primary=queried)
+    (expected,) = octo_reference(venv, checkpoints["reach"], tmp_path, unnorm_key=[], window=1, episodes=[("reach the red target", {"image_primary": queried})])
     np.testing.assert_allclose(rollout["action"].numpy(), np.concatenate([expected[0], expected[1][:2]]), rtol=1e-5, atol=1e-5)
     assert not torch.equal(rollout["top_cam"][0], rollout["top_cam"][5])  # the arm moved in the camera image
