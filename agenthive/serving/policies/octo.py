@@ -43,6 +43,9 @@ class OctoPolicy(Policy):
         image_size: (height, width) of the images clients send, for every camera, or a dict
             image key -> (height, width); None: the model's own input size (no resizing).
         seed: seed of the sampling RNG (diffusion heads sample; L1/MSE heads do not).
+        compile_batch_sizes: batch sizes compiled while loading, before clients are served
+            (a batch is padded to the next power of two; JAX compiles each size once, on first
+            use, which stalls the clients waiting for it).
 
     ``start-server`` also takes ``horizon`` (the ``agents`` project's name) for ``window``, and
     this adapter's former names ``checkpoint`` and ``step``.
@@ -50,11 +53,13 @@ class OctoPolicy(Policy):
 
     keyword_aliases = {"horizon": "window", "checkpoint": "checkpoint_path", "step": "checkpoint_step"}
 
-    def __init__(self, checkpoint_path, checkpoint_step=None, window=2, unnorm_key=None, image_size=None, seed=0):
+    def __init__(self, checkpoint_path, checkpoint_step=None, window=2, unnorm_key=None, image_size=None, seed=0, compile_batch_sizes=(1,)):
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"window={window!r}: expected a positive number of observations")
         self.checkpoint_path, self.checkpoint_step, self.window = checkpoint_path, checkpoint_step, window
-        self.unnorm_key, self.image_size, self.seed = unnorm_key, image_size, seed
+        if not compile_batch_sizes or any(not isinstance(size, int) or size < 1 for size in compile_batch_sizes):
+            raise ValueError(f"compile_batch_sizes={compile_batch_sizes!r}: expected positive batch sizes, such as [1, 2, 4, 8]")
+        self.unnorm_key, self.image_size, self.seed, self.compile_batch_sizes = unnorm_key, image_size, seed, compile_batch_sizes
         self.model = None
 
     def _load_model(self):
@@ -97,7 +102,8 @@ class OctoPolicy(Policy):
             },
         )
         warm_up = {key: np.zeros(shape, dtype) for key, (shape, dtype) in self.metadata.observations.items()}
-        self.act_batch([warm_up], [self.reset("")])  # compiles sample_actions for one client
+        for size in self.compile_batch_sizes:  # compiles sample_actions for these batch sizes
+            self.act_batch([warm_up] * size, [self.reset("") for _ in range(size)])
 
     def reset(self, instruction=None):
         return {"instruction": instruction, "history": collections.deque(maxlen=self.window), "seen": 0}
