@@ -101,7 +101,7 @@ def test_octo_with_two_cameras_and_proprio_batches_clients(octo, octo_server_env
     venv, checkpoints = octo
     rng = np.random.default_rng(1)
     obs = {"image_primary": rng.integers(0, 256, (2, 2, 224, 224, 3), dtype=np.uint8), "image_wrist": rng.integers(0, 256, (2, 2, 224, 224, 3), dtype=np.uint8), "proprio": rng.normal(size=(2, 2, 9)).astype(np.float32)}
-    kwargs = json.dumps({"checkpoint_path": str(checkpoints["two_cams"]), "image_size": [224, 224]})
+    kwargs = json.dumps({"checkpoint_path": str(checkpoints["two_cams"]), "image_size": [224, 224], "compile_batch_sizes": [1, 2]})
     with PolicyServerProcess("octo", kwargs=kwargs, python=venv.python) as server:
         with PolicyClient("127.0.0.1", server.port, ready_timeout=300) as client:
             assert client.metadata.observations == {"image_primary": ((224, 224, 3), "uint8"), "image_wrist": ((224, 224, 3), "uint8"), "proprio": ((9,), "float32")}
