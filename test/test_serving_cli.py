@@ -11,6 +11,7 @@ import zmq
 
 from agenthive.serving import PolicyClient, wire
 from agenthive.serving.cli import parse_kwargs
+from agenthive.serving.policies import PolicyArgumentError, make_policy
 from agenthive.serving.policy import Policy
 from policy_server_process import PolicyServerProcess
 
@@ -98,3 +99,11 @@ def test_the_agents_octo_command_starts_a_server_that_reports_why_loading_failed
 def test_a_constructor_that_raises_is_served_as_a_load_failure():
     with PolicyServerProcess("test_serving_cli:RaisingConstructorPolicy") as server:
         assert_served_with_reason(server, re.escape("OSError: cannot fetch hf://nowhere/model: no network"))
+
+
+def test_keyword_aliases_rename_and_a_keyword_given_twice_is_refused():
+    assert make_policy("lerobot", {"checkpoint_path": "/ckpt", "seed": 3}).policy_path == "/ckpt"  # the agents project's name
+    with pytest.raises(PolicyArgumentError, match="policy 'lerobot' \\(LeRobotPolicy\\) got 'policy_path' twice \\(once as 'checkpoint_path'\\)"):
+        make_policy("lerobot", {"policy_path": "/a", "checkpoint_path": "/b"})
+    with pytest.raises(PolicyArgumentError, match="takes no keyword 'checkpoint'; it accepts: policy_path, device, seed, checkpoint_path"):
+        make_policy("lerobot", {"checkpoint": "/a"})

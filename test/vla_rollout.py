@@ -14,7 +14,6 @@ first two entries and each camera draws it as a bright square. It stands in for 
 simulator, which the LeRobot environment does not have; what is compared is the policy
 path, in closed loop.
 """
-import numpy as np
 import torch
 from tensordict import NonTensorData, TensorDict
 from torchrl.data import Bounded, Composite, NonTensor, Unbounded
@@ -91,7 +90,3 @@ def rollout_arrays(rollout):
         "state": rollout["next", "observation", "state"].numpy(),
         "reward": rollout["next", "reward"].numpy(),
     }
-
-
-def to_numpy(value):
-    return np.asarray(value.detach().cpu().numpy() if torch.is_tensor(value) else value)

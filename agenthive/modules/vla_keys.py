@@ -43,8 +43,9 @@ class VLAKeys:
         cameras: camera name under ``("observation", "image")`` -> the server's image
             observation name, or a single name when ``("observation", "image")`` is one
             tensor. Default: the server's names ``observation.images.<camera>`` (LeRobot's
-            convention) map to ``("observation", "image", <camera>)``, and a single server
-            image to ``("observation", "image")``.
+            convention) map to ``("observation", "image", <camera>)``, other image names
+            to ``("observation", "image", <name>)``, and a lone image not named the
+            LeRobot way to ``("observation", "image")``.
         state: the server's observation fed from ``("observation", "state")``. Default: its
             only non-image observation, if it has exactly one.
         instruction_key: where the instruction lives (one string, or one per element).
