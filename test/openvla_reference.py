@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+import agenthive  # noqa: F401  (the project's rule for programs: agenthive before torch)
 import numpy as np
 import torch
 from PIL import Image
