@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_vla_serving.py [--families octo openvla] [--calls N]
 
 For each family the policy environment and a tiny random-weight checkpoint are built (or
-taken from the cache) by the tests' helpers (``test/octo_env.py``, ``test/openvla_env.py``),
+taken from the cache) by the tests' helpers (``test/helpers/octo_env.py``, ``openvla_env.py``),
 and this script re-runs itself inside that environment (``--worker``), where it measures,
 on one observation of two 224x224 cameras + a 9-d state (Octo: ``image_primary``,
 ``image_wrist``, ``proprio``; OpenVLA takes one camera and no state, so it gets one 224x224
@@ -142,12 +142,12 @@ def run_family(family, args):
     """Builds (or reuses) the family's environment and checkpoint, and runs the worker there."""
     sys.path.insert(0, str(ROOT / "test"))
     if family == "octo":
-        from octo_env import QUIET, octo_venv, tiny_checkpoints
+        from helpers.octo_env import QUIET, octo_venv, tiny_checkpoints
 
         venv, extra = octo_venv(), QUIET
         checkpoint = tiny_checkpoints(venv)["two_cams"]
     else:
-        from openvla_env import OFFLINE, openvla_venv, tiny_checkpoint
+        from helpers.openvla_env import OFFLINE, openvla_venv, tiny_checkpoint
 
         venv, extra = openvla_venv(), OFFLINE
         checkpoint = tiny_checkpoint(venv)

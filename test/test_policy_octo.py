@@ -12,9 +12,8 @@ import torch
 
 from agenthive.serving import PolicyClient
 from agenthive.serving.policies.octo import select_statistics
-from octo_env import QUIET, octo_venv, tiny_checkpoints
-from policy_server_process import PolicyServerProcess
-from server_process import TEST_DIR
+from helpers.octo_env import HELPERS, QUIET, octo_venv, tiny_checkpoints
+from helpers.servers import PolicyServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def octo_reference(venv, checkpoint, tmp_path, *, unnorm_key, window, episodes):
     source, target = tmp_path / "reference-in.npz", tmp_path / "reference-out.npz"
     arrays = {f"{i}/{key}": value for i, (_, observations) in enumerate(episodes) for key, value in observations.items()}
     np.savez(source, instructions=[instruction for instruction, _ in episodes], unnorm_key=json.dumps(unnorm_key), window=window, **arrays)
-    venv.run([str(TEST_DIR / "octo_reference.py"), str(checkpoint), str(source), str(target)], env=QUIET)
+    venv.run([str(HELPERS / "octo_reference.py"), str(checkpoint), str(source), str(target)], env=QUIET)
     actions = np.load(target)
     return [actions[str(i)] for i in range(len(episodes))]
 

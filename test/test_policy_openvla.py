@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from agenthive.serving import PolicyClient
-from openvla_env import OFFLINE, openvla_venv, tiny_checkpoint
-from policy_server_process import PolicyServerProcess
-from server_process import TEST_DIR
+from helpers.octo_env import HELPERS
+from helpers.openvla_env import OFFLINE, openvla_venv, tiny_checkpoint
+from helpers.servers import PolicyServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def openvla_reference(venv, checkpoint, tmp_path, *, images, instruction, unnorm
     """OpenVLA's ``predict_action`` called in-process on each image (``openvla_reference.py``)."""
     source, target = tmp_path / "reference-in.npz", tmp_path / "reference-out.npz"
     np.savez(source, images=images, instruction=instruction, unnorm_key=unnorm_key)
-    venv.run([str(TEST_DIR / "openvla_reference.py"), str(checkpoint), str(source), str(target)], env=OFFLINE)
+    venv.run([str(HELPERS / "openvla_reference.py"), str(checkpoint), str(source), str(target)], env=OFFLINE)
     return np.load(target)["actions"]
 
 

@@ -5,7 +5,7 @@ import torch
 from tensordict.nn import TensorDictModule
 
 from agenthive.serving import PolicyClient
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 
 def test_torchrl_checkpoint_policy_serves_a_saved_tensordict_module(tmp_path):

@@ -1,7 +1,7 @@
 """Builds a tiny OpenVLA checkpoint with random weights: a local Hugging Face folder.
 
 Runs in the OpenVLA policy environment (``scripts/policy_envs/openvla.sh``):
-``python test/openvla_tiny_checkpoint.py UPSTREAM_HF_DIR OUT_DIR``. It does what OpenVLA's
+``python test/helpers/openvla_tiny_checkpoint.py UPSTREAM_HF_DIR OUT_DIR``. It does what OpenVLA's
 own conversion to Hugging Face does (register the Prismatic classes for the auto classes,
 ``save_pretrained`` the model and the processor, which copies the modeling files beside the
 weights) with toy sizes, so ``AutoModelForVision2Seq.from_pretrained(OUT_DIR,

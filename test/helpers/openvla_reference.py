@@ -1,6 +1,6 @@
 """OpenVLA's actions for images, computed in-process the way OpenVLA's README calls it.
 
-Runs in the OpenVLA policy environment: ``python test/openvla_reference.py CHECKPOINT IN.npz OUT.npz``.
+Runs in the OpenVLA policy environment: ``python test/helpers/openvla_reference.py CHECKPOINT IN.npz OUT.npz``.
 ``AutoProcessor`` / ``AutoModelForVision2Seq.from_pretrained(..., trust_remote_code=True)``
 with ``attn_implementation="sdpa"`` in float32, then per image
 ``processor(prompt, image)`` and ``predict_action(**inputs, unnorm_key=..., do_sample=False)``,

@@ -4,8 +4,8 @@
 ``scripts/policy_envs/openvla.sh``; ``tiny_checkpoint(venv)`` runs
 ``openvla_tiny_checkpoint.py`` in it with OpenVLA's Hugging Face modeling files
 (``$AGENTHIVE_UPSTREAM/openvla-hf``) and keeps the folder it wrote beside the environment,
-keyed by the contents of the builder and of those files. ``python test/openvla_env.py``
-builds both and prints where.
+keyed by the contents of the builder and of those files. ``cd test && python -m
+helpers.openvla_env`` builds both and prints where.
 """
 import hashlib
 import json
@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from octo_env import UPSTREAM
+from helpers.octo_env import UPSTREAM
 from policy_venvs import ensure_venv
 
 MODELING = UPSTREAM / "openvla-hf"

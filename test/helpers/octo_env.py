@@ -4,7 +4,7 @@
 ``scripts/policy_envs/octo.sh``; ``tiny_checkpoints(venv)`` runs ``octo_tiny_checkpoint.py``
 in it and keeps what it wrote beside the environment, keyed by the builder's contents, so
 a rerun loads them instead of rebuilding (a minute on a loaded 2-core machine).
-``python test/octo_env.py`` builds both and prints where.
+``cd test && python -m helpers.octo_env`` builds both and prints where.
 """
 import hashlib
 import json
@@ -16,7 +16,8 @@ from pathlib import Path
 from policy_venvs import ROOT, SCRIPTS, ensure_venv
 
 UPSTREAM = Path(os.environ.get("AGENTHIVE_UPSTREAM", ROOT.parent / "shared" / "upstream"))
-BUILDER = Path(__file__).resolve().parent / "octo_tiny_checkpoint.py"
+HELPERS = Path(__file__).resolve().parent
+BUILDER = HELPERS / "octo_tiny_checkpoint.py"
 CHECK = "import importlib.util, octo.model.octo_model, agenthive.serving.policies.octo; assert importlib.util.find_spec('torch') is None"
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}  # TensorFlow's start-up warnings about missing CUDA
 

@@ -1,6 +1,6 @@
 """Octo's actions for a sequence of observations, computed in-process through Octo's own wrappers.
 
-Runs in the Octo policy environment: ``python test/octo_reference.py CHECKPOINT IN.npz OUT.npz``.
+Runs in the Octo policy environment: ``python test/helpers/octo_reference.py CHECKPOINT IN.npz OUT.npz``.
 The observations are replayed by a gym env wrapped the way Octo's evaluation code wraps a
 robot (``octo.utils.gym_wrappers``: ``NormalizeProprio``, ``ResizeImageWrapper`` without the
 crop averaging of augmented keys, as Octo's robot example feeds images, and

@@ -1,7 +1,7 @@
 """Builds tiny Octo checkpoints with random weights, saved by Octo's own ``save_pretrained``.
 
 Runs in the Octo policy environment (``scripts/policy_envs/octo.sh``), not in the project's
-venv: ``python test/octo_tiny_checkpoint.py OUT_DIR``. No Octo weights can be downloaded
+venv: ``python test/helpers/octo_tiny_checkpoint.py OUT_DIR``. No Octo weights can be downloaded
 here, so the tests load these through ``OctoModel.load_pretrained``, as a user's checkpoint
 would be loaded. The models follow Octo 1.5's layout (``scripts/configs/octo_pretrain_config.py``:
 an image tokenizer per camera, a T5 language encoder, a readout token, a chunking action
