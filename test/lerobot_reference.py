@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import agenthive  # noqa: F401  (the project's rule for programs: agenthive before torch)
 import numpy as np
 import torch
 from tensordict import NonTensorData, TensorDict

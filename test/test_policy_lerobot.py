@@ -14,7 +14,7 @@ import pytest
 
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving import PolicyClient
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 from policy_venvs import ROOT, ensure_venv
 from vla_rollout import make_env, rollout_arrays, vla_rollout
 

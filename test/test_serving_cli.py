@@ -13,7 +13,7 @@ from agenthive.serving import PolicyClient, wire
 from agenthive.serving.cli import parse_kwargs
 from agenthive.serving.policies import PolicyArgumentError, make_policy
 from agenthive.serving.policy import Policy
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 # the `agents` project's README commands, verbatim but for host and port
 AGENTS_OCTO = '{"checkpoint_path": "hf://Juelg/octo-base-1.5-finetuned-maniskill", "checkpoint_step": None, "horizon": 1, "unnorm_key": []}'

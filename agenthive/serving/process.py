@@ -7,7 +7,7 @@ line. Used by ``python -m agenthive eval --server-command`` and by the tests; im
 
 Example:
     >>> import sys
-    >>> command = [sys.executable, "-m", "agenthive", "start-server", "mlp", "--kwargs", '{"obs_dim": 3}', "--port", "{port}"]
+    >>> command = [sys.executable, "-m", "agenthive", "start-server", "mlp", "--kwargs", '{"obs_dim": 3, "action_dim": 2}', "--port", "{port}"]
     >>> with ServerProcess(command) as server:
     ...     server.host, server.port > 0
     ('127.0.0.1', True)
