@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from agenthive.modules import RemotePolicyModule
-from agenthive.serving import PolicyClient
 from agenthive.serving.policies.mlp import MLPPolicy
 from helpers.servers import PolicyServerProcess
 from helpers.serve_venv import ensure_serve_venv
@@ -68,20 +67,3 @@ def test_jax_policy_from_the_torch_free_venv_drives_a_robohive_rollout(serve_pyt
         for t in range(10):
             np.testing.assert_allclose(rollout["action"][t].numpy(), chunks[t - t % 2, t % 2], rtol=1e-4, atol=1e-5)
         assert rollout["action"].abs().max() <= 1 and rollout["action"].std() > 0
-
-
-def test_octo_adapter_keeps_a_history_window_per_client(serve_python):
-    kwargs = '{"checkpoint": "hf://rail-berkeley/octo-small-1.5", "window": 2, "unnorm_key": "bridge_dataset"}'
-    with PolicyServerProcess("helpers.standin_models:OctoPolicyWithStandIn", kwargs=kwargs, python=serve_python) as server:
-        with PolicyClient("127.0.0.1", server.port, ready_timeout=120) as client:
-            meta = client.metadata
-            assert (meta.observations, meta.action_shape, meta.chunk_length, meta.takes_instruction) == ({"image_primary": ((64, 64, 3), "uint8")}, (3,), 4, True)
-            image = np.full((1, 64, 64, 3), 51, np.uint8)
-            first = client.act({"image_primary": image}, sessions=["a"], reset=[True], instruction="pick up the fork")["actions"][0]
-            second = client.act({"image_primary": image * 2}, sessions=["a"], instruction="pick up the fork")["actions"][0]
-            other = client.act({"image_primary": image}, sessions=["b"], reset=[True], instruction="wipe")["actions"][0]
-        mean, std = np.array([1.0, 2.0, 3.0]), 2.0
-        # raw = [newest image mean / 255, valid timesteps in the window, instruction length] + step in chunk
-        np.testing.assert_allclose(first, (np.array([0.2, 1, 16]) + np.arange(4)[:, None]) * std + mean, rtol=1e-5)
-        np.testing.assert_allclose(second[0], np.array([0.4, 2, 16]) * std + mean, rtol=1e-5)
-        np.testing.assert_allclose(other[0], np.array([0.2, 1, 4]) * std + mean, rtol=1e-5)
