@@ -49,17 +49,20 @@ def test_suite_is_the_expected_one():
             "FK1_MicroOpenRandom-v4", "franka_micro_open-v3"} <= set(ARM_AND_KITCHEN_IDS)
 
 
+@pytest.mark.parametrize("num_envs", [None, 2], ids=["single", "batched"])
 @pytest.mark.parametrize("env_id", STATE_IDS)
-def test_check_env_specs_state(env_id):
-    env = RoboHiveEnv(env_id)
+def test_check_env_specs_state(env_id, num_envs):
+    env = RoboHiveEnv(env_id, num_envs=num_envs)
+    batch = () if num_envs is None else (num_envs,)
+    assert env.batch_size == batch
     check_env_specs(env, seed=0)
     assert_step_output_is_complete(env)
     td = env.reset()
     assert td["observation"].dtype == torch.float32
     # each state key is its slice of "observation", in order
     parts = [td[key] for key in env.state_obs_keys]
-    torch.testing.assert_close(torch.cat(parts), td["observation"])
-    assert td["success"].dtype == torch.bool and td["success"].shape == (1,)
+    torch.testing.assert_close(torch.cat(parts, -1), td["observation"])
+    assert td["success"].dtype == torch.bool and td["success"].shape == (*batch, 1)
     env.close()
 
 
@@ -101,15 +104,17 @@ def test_visual_ids_state_keys_are_proprioception():
     assert env.observation_spec["observation"].shape == (18,)
 
 
+@pytest.mark.parametrize("num_envs", [None, 2], ids=["single", "batched"])
 @pytest.mark.parametrize(
     "env_id, n_cams, size",
     [("FrankaReachRandom_v2d-v0", 3, 224), ("FK1_MicroOpenRandom_v2d-v4", 4, 256)],
 )
-def test_pixels_visual_ids(env_id, n_cams, size):
-    env = RoboHiveEnv(env_id)
+def test_pixels_visual_ids(env_id, n_cams, size, num_envs):
+    env = RoboHiveEnv(env_id, num_envs=num_envs)
     check_env_specs(env, seed=0)
     assert_step_output_is_complete(env, steps=1)
     td = env.rollout(2, break_when_any_done=False)
+    td = td if num_envs is None else td[-1]  # the last sub-env: each sub-env renders its own images
     pixels = td["next", "pixels"]
     assert pixels.shape == (2, n_cams, size, size, 3) and pixels.dtype == torch.uint8
     for cam in range(n_cams):  # a real picture, not a blank buffer

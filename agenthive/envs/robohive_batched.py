@@ -99,19 +99,19 @@ def _serve(share, inbox: queue.SimpleQueue, outbox: queue.SimpleQueue) -> None:
 class _Buffers:
     """The tensors of one batched output, with numpy views that the sub-envs write into."""
 
-    def __init__(self, env: "BatchedRoboHiveEnv", *, with_reward: bool):
-        n = env.num_envs
+    def __init__(self, env: "BatchedRoboHiveEnv", *, with_reward: bool, zeros: bool = False):
+        n, new = env.num_envs, torch.zeros if zeros else torch.empty
         self.tensors = {}
         if env.state_obs_keys:
-            self.observation = torch.empty((n, env._obs_size), dtype=torch.float32)
+            self.observation = new((n, env._obs_size), dtype=torch.float32)
             self.tensors["observation"] = self.observation
             for key, sl in env._slices.items():
                 self.tensors[key] = self.observation[:, sl]  # views of "observation": no copy
         image = (n, len(env.cameras), *env.image_size) if env.cameras else None
         if env.from_pixels:
-            self.tensors["pixels"] = torch.empty((*image, 3), dtype=torch.uint8)
+            self.tensors["pixels"] = new((*image, 3), dtype=torch.uint8)
         if env.depth:
-            self.tensors["depth"] = torch.empty((*image, 1), dtype=torch.float32)
+            self.tensors["depth"] = new((*image, 1), dtype=torch.float32)
         # success, terminated, truncated, done: four views of one tensor
         self.flags = torch.zeros((4, n, 1), dtype=torch.bool)
         for name, flag in zip(("success", "terminated", "truncated", "done"), self.flags):
@@ -121,12 +121,6 @@ class _Buffers:
             self.tensors["reward"] = self.reward
         self.np = {name: self.tensors[name].numpy() for name in ("observation", "pixels", "depth", "reward") if name in self.tensors}
         self.np["flags"] = self.flags.numpy()
-
-    def copy_rows_from(self, other: "_Buffers") -> None:
-        for name in ("observation", "pixels", "depth"):
-            if name in self.tensors:
-                self.tensors[name].copy_(other.tensors[name])
-        self.flags.copy_(other.flags)
 
     def tensordict(self, env: "BatchedRoboHiveEnv") -> TensorDictBase:
         td = TensorDict._new_unsafe(dict(self.tensors), batch_size=env.batch_size, device=torch.device("cpu"))
@@ -172,7 +166,6 @@ class BatchedRoboHiveEnv(RoboHiveEnv):
         self._envs = [first] + [_make_gym_env(self.env_name, self.env_kwargs).unwrapped for _ in range(self.num_envs - 1)]
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self._renderers = [None] * self.num_envs
-        self._last = None  # the buffers of the last output, for partial resets
         return first
 
     def _make_specs(self, env) -> None:
@@ -253,7 +246,6 @@ class BatchedRoboHiveEnv(RoboHiveEnv):
         self._raise_sub_env_errors(self._threads.run(step), "step")
         if self.cameras:
             self._render(buffers)
-        self._last = buffers
         return buffers.tensordict(self)
 
     def _reset_mask(self, tensordict: TensorDictBase | None) -> np.ndarray | None:
@@ -271,9 +263,9 @@ class BatchedRoboHiveEnv(RoboHiveEnv):
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         wanted = self._reset_mask(tensordict)
-        buffers = _Buffers(self, with_reward=False)
-        if wanted is not None and self._last is not None:
-            buffers.copy_rows_from(self._last)  # the sub-envs that go on keep their last output
+        # torchrl takes the rows of the sub-envs that go on from its input tensordict (zeros
+        # where it has none): those rows are zeros here, not a copy of the last step
+        buffers = _Buffers(self, with_reward=False, zeros=wanted is not None)
         flags = buffers.np["flags"]
 
         def reset(i):
@@ -285,12 +277,9 @@ class BatchedRoboHiveEnv(RoboHiveEnv):
             flags[:, i, 0] = (info["solved"], False, False, False)
             self._write_observation(i, buffers)
 
-        if wanted is not None and self._last is None:
-            wanted = None  # nothing to keep yet: start them all
         self._raise_sub_env_errors(self._threads.run(reset, wanted), "reset")
         if self.cameras:
             self._render(buffers, wanted)
-        self._last = buffers
         return buffers.tensordict(self)
 
     def close(self, *, raise_if_closed: bool = True) -> None:
