@@ -332,3 +332,59 @@ def test_rollout_with_a_grad_tracking_policy():
 
     td = env.rollout(3, policy)
     assert td["action"].requires_grad and td.shape == (3,)
+
+
+# torchrl's own RoboHive test (pytorch/rl test/libs/test_misc.py::TestRoboHive::test_robohive),
+# its body unchanged, run against agenthive's RoboHiveEnv. The state case runs on every arm
+# and kitchen id; the rendering cases (all cameras at 224x224, 15-40 s each on a 2-core CPU)
+# on one arm, one kitchen and one visual id.
+TORCHRL_RENDER_IDS = [REACH, "FK1_MicroOpenRandom-v4", "FrankaReachRandom_v2d-v0"]
+TORCHRL_CASES = [(i, False, False) for i in ARM_AND_KITCHEN_IDS] + [
+    (i, p, d) for i in TORCHRL_RENDER_IDS for p, d in [(True, False), (False, True), (True, True)]
+]
+
+
+@pytest.mark.parametrize("envname, from_pixels, from_depths", TORCHRL_CASES)
+def test_torchrl_robohive_test_passes(envname, from_pixels, from_depths):
+    from tensordict import LazyStackedTensorDict, is_tensor_collection
+
+    if any(substr in envname for substr in ("_vr3m", "_vrrl", "_vflat", "_vvc1s")):
+        return
+    if "Adroit" in envname:
+        return
+    if from_pixels and len(RoboHiveEnv.get_available_cams(env_name=envname)) == 0:
+        return
+    env = RoboHiveEnv(envname, from_pixels=from_pixels, from_depths=from_depths)
+    # Make sure that the stack is dense
+    for val in env.rollout(4).values(True):
+        if is_tensor_collection(val):
+            assert not isinstance(val, LazyStackedTensorDict)
+            assert not val.is_empty()
+    check_env_specs(env)
+    # and what the test does not check: a depth asked for is rendered
+    assert ("depth" in env.observation_spec.keys()) == from_depths
+
+
+def test_from_depths_is_depth_and_depth_alone_renders_no_pixels():
+    env = RoboHiveEnv(REACH, from_depths=True, cameras=["top_cam"], image_size=(32, 32))
+    td = env.reset()
+    assert "pixels" not in td.keys() and td["depth"].shape == (1, 32, 32, 1) and td["depth"].std() > 0
+    assert "observation" in td.keys()
+    with pytest.raises(ValueError, match="depth=True and from_depths=False contradict"):
+        RoboHiveEnv(REACH, depth=True, from_depths=False)
+
+
+def test_get_available_cams():
+    assert RoboHiveEnv.get_available_cams(env_name=REACH) == ["left_cam", "right_cam", "top_cam", "Franka_wrist_cam"]
+
+
+def test_keywords_robohive_would_ignore_raise():
+    with pytest.raises(TypeError) as err:
+        RoboHiveEnv(REACH, reward_mod="sparse", colour="red")
+    message = str(err.value)
+    assert "['colour', 'reward_mod']" in message and "Unused kwargs" in message
+    assert "'reward_mode'" in message and "'from_pixels'" in message  # RoboHive's and agenthive's accepted ones
+    # RoboHive keywords of the id's classes pass: Robot's, MujocoEnv._setup's, the task's _setup's
+    env = RoboHiveEnv(REACH, reward_mode="sparse", noise_scale=0.0, target_xyz_range={"high": [0.2, 0.3, 1.2], "low": [0.2, 0.3, 1.2]})
+    assert env.rollout(2)["next", "reward"].le(0).all()
+    RoboHiveEnv("FK1_MicroOpenRandom-v4", robot_jnt_reset_noise_scale=0.1, categorical_action_encoding=False)
