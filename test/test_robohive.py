@@ -388,3 +388,16 @@ def test_keywords_robohive_would_ignore_raise():
     env = RoboHiveEnv(REACH, reward_mode="sparse", noise_scale=0.0, target_xyz_range={"high": [0.2, 0.3, 1.2], "low": [0.2, 0.3, 1.2]})
     assert env.rollout(2)["next", "reward"].le(0).all()
     RoboHiveEnv("FK1_MicroOpenRandom-v4", robot_jnt_reset_noise_scale=0.1, categorical_action_encoding=False)
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs, refused",
+    [
+        ("FrankaReachRandom_vr3m18-v0", {}, "rgb:left_cam:224x224:r3m18"),
+        (REACH, {"visual_keys": ["d:top_cam:64x64:2d"]}, "d:top_cam:64x64:2d"),
+    ],
+)
+def test_visual_keys_it_cannot_honour_are_refused(env_id, kwargs, refused):
+    # refused before RoboHive builds the env (which would download the encoder)
+    with pytest.raises(ValueError, match=rf"cannot honour \[.*'{refused}'.*depth=True.*R3MTransform"):
+        RoboHiveEnv(env_id, **kwargs)

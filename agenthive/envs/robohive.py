@@ -569,6 +569,7 @@ class RoboHiveEnv(RoboHiveWrapper):
             raise ValueError(
                 f"Unknown RoboHive env {self.env_name!r}.{hint} RoboHiveEnv.available_envs lists all {len(available)} ids."
             )
+        _check_visual_keys(self.env_name, self.env_kwargs)
         accepted = _robohive_keywords(self.env_name)
         unknown = sorted(set(self.env_kwargs) - accepted)
         if unknown:
@@ -596,6 +597,27 @@ def _make_gym_env(env_name: str, env_kwargs: dict):
                 "repository to your simhive folder (AGENTHIVE_SIMHIVE_DIR), or run `python -m robohive_init`."
             ) from err
         raise
+
+
+def _check_visual_keys(env_name: str, env_kwargs: dict) -> None:
+    """Refuses RoboHive visual keys that RoboHiveEnv would not honour, before RoboHive builds them.
+
+    RoboHiveEnv renders ``rgb:<camera>:<H>x<W>:2d`` keys itself into ``"pixels"``; RoboHive's
+    other keys ask it for depth (``d:...``) or for embeddings by a pretrained encoder
+    (``...:r3m18``, ``...:rrl50``, ...), which it downloads at construction.
+    """
+    import gymnasium
+
+    keys = env_kwargs.get("visual_keys", gymnasium.spec(env_name).kwargs.get("visual_keys")) or []
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    refused = [k for k in keys if not (k.startswith("rgb:") and k.endswith(":2d"))]
+    if refused:
+        raise ValueError(
+            f"{env_name}: RoboHiveEnv renders raw images only (visual keys 'rgb:<camera>:<H>x<W>:2d' into \"pixels\"), "
+            f"it cannot honour {refused}. For depth use depth=True; for an encoder's embeddings use the id's _v2d "
+            "variant (or from_pixels=True, cameras=[...]) and embed the pixels with a transform after batching "
+            "(agenthive.vision.R3MTransform / VIPTransform)."
+        )
 
 
 # gymnasium.make's own keywords, besides those of the env class
