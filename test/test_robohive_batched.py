@@ -127,9 +127,9 @@ def test_pixels_and_depth_per_sub_env_match_single_envs():
 def test_visual_ids_batched(env_id):
     # the ids' own cameras, small images to keep the run short (test_robohive.py renders full size)
     env = RoboHiveEnv(env_id, num_envs=2, num_threads=2, image_size=(32, 32))
-    check_env_specs(env, seed=0)
-    td = env.rollout(2)
-    assert td["pixels"].shape == (2, 2, len(env.cameras), 32, 32, 3) and td["pixels"].float().std() > 5
+    check_env_specs(env, seed=0)  # a reset and a 3-step rollout
+    pixels = env.reset()["pixels"]
+    assert pixels.shape == (2, len(env.cameras), 32, 32, 3) and pixels.float().std() > 5
     env.close()
 
 
