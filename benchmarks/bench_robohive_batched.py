@@ -1,8 +1,8 @@
 """RoboHiveEnv(num_envs=N) against the raw simulator loop and the multi-process layouts.
 
-Every contender is measured once per round, rounds interleaved, medians reported, each as
-frames/s and as a ratio to the raw gymnasium loop of the same round set; torch on one
-thread. Process start-up (ParallelEnv workers, collector workers) is outside the timings.
+Every contender is built once (worker processes start once), then timed once per round,
+rounds interleaved, medians reported, each as frames/s and as a ratio to the raw gymnasium
+loop of the same rounds; torch on one thread. Process start-up is outside the timings.
 
     .venv/bin/python benchmarks/bench_robohive_batched.py            # about 5 minutes on 2 cores
     .venv/bin/python benchmarks/bench_robohive_batched.py --quick    # a smoke run
@@ -82,52 +82,69 @@ def raw_threads_fps(env_id: str, frames: int, threads: int = 2) -> float:
     return threads * frames / elapsed
 
 
-def rollout_fps(env, frames: int) -> float:
-    """frames/s of ``env.rollout`` with random actions; the env is built and reset beforehand."""
+def rollout_timer(env, frames: int):
+    """A function that times ``env.rollout`` of random actions (frames/s); the env is built once."""
     n = env.batch_size.numel()
     env.set_seed(0)
     env.reset()
-    start = time.perf_counter()
-    env.rollout(max(1, frames // n), break_when_any_done=False)
-    elapsed = time.perf_counter() - start
-    env.close()
-    return max(1, frames // n) * n / elapsed
+
+    def run():
+        start = time.perf_counter()
+        env.rollout(max(1, frames // n), break_when_any_done=False)
+        return max(1, frames // n) * n / (time.perf_counter() - start)
+
+    run.close = env.close
+    return run
 
 
-def collector_fps(collector, frames: int) -> float:
+def collector_timer(collector, frames: int):
+    """A function that times ``frames`` frames of a running collector (frames/s)."""
     iterator = iter(collector)
     next(iterator)  # warm-up batch: worker start-up and first resets are not throughput
-    collected, start = 0, time.perf_counter()
-    while collected < frames:
-        collected += next(iterator).numel()
-    fps = collected / (time.perf_counter() - start)
-    collector.shutdown()
-    return fps
+
+    def run():
+        next(iterator)  # a batch collected ahead while the other contenders ran
+        collected, start = 0, time.perf_counter()
+        while collected < frames:
+            collected += next(iterator).numel()
+        return collected / (time.perf_counter() - start)
+
+    run.close = collector.shutdown
+    return run
 
 
-def state_contenders(env_id: str, frames: int, num_envs: int) -> dict:
+def state_contenders(env_id: str, frames: int, num_envs: int, processes: bool) -> dict:
+    """name -> builder of a timer; ``processes=False`` leaves out the multi-process layouts."""
     single = EnvCreator(lambda: RoboHiveEnv(env_id))
     half = EnvCreator(lambda: RoboHiveEnv(env_id, num_envs=max(1, num_envs // 2), num_threads=1))
-    batch = 200 if frames >= 1000 else 40
-    return {
-        "raw": lambda: raw_fps(env_id, frames),
-        "raw x2 threads": lambda: raw_threads_fps(env_id, frames // 2),
-        f"batched({num_envs}).rollout": lambda: rollout_fps(RoboHiveEnv(env_id, num_envs=num_envs), frames),
-        "ParallelEnv(2).rollout": lambda: rollout_fps(ParallelEnv(2, single), frames),
-        "MultiAsyncCollector(2)": lambda: collector_fps(
-            MultiAsyncCollector([single] * 2, None, frames_per_batch=batch // 2, total_frames=-1), frames),
-        f"Collector(batched({num_envs}))": lambda: collector_fps(
+    batch = 8 * num_envs
+    contenders = {
+        "raw": lambda: lambda: raw_fps(env_id, frames),
+        "raw x2 threads": lambda: lambda: raw_threads_fps(env_id, frames // 2),
+        f"batched({num_envs}).rollout": lambda: rollout_timer(RoboHiveEnv(env_id, num_envs=num_envs), frames),
+        f"Collector(batched({num_envs}))": lambda: collector_timer(
             Collector(RoboHiveEnv(env_id, num_envs=num_envs), None, frames_per_batch=batch, total_frames=-1), frames),
-        f"MultiAsyncCollector(2 x batched({max(1, num_envs // 2)}, 1 thread))": lambda: collector_fps(
-            MultiAsyncCollector([half] * 2, None, frames_per_batch=batch // 2, total_frames=-1), frames),
     }
+    if processes:
+        contenders.update({
+            "ParallelEnv(2).rollout": lambda: rollout_timer(ParallelEnv(2, single), frames),
+            "MultiAsyncCollector(2)": lambda: collector_timer(
+                MultiAsyncCollector([single] * 2, None, frames_per_batch=batch // 2, total_frames=-1), frames),
+            f"MultiAsyncCollector(2 x batched({max(1, num_envs // 2)}, 1 thread))": lambda: collector_timer(
+                MultiAsyncCollector([half] * 2, None, frames_per_batch=batch // 2, total_frames=-1), frames),
+        })
+    return contenders
 
 
 def measure(contenders: dict, rounds: int) -> dict[str, float]:
+    """Builds every contender's timer, then runs them ``rounds`` times, interleaved; medians."""
+    timers = {name: build() for name, build in contenders.items()}
     speeds = {name: [] for name in contenders}
     for _ in range(rounds):
-        for name, run in contenders.items():
+        for name, run in timers.items():
             speeds[name].append(run())
+    for run in timers.values():
+        getattr(run, "close", lambda: None)()
     return {name: statistics.median(values) for name, values in speeds.items()}
 
 
@@ -215,8 +232,8 @@ def render_threads_vs_sequential(num_envs: int, images: int, rounds: int) -> Non
         w.start()
     for _ in shares:
         done.acquire()
-    speeds = measure({"in turn, calling thread": lambda: _timed(sequential, images * num_envs),
-                      "one context per thread, 2 threads": lambda: _timed(threaded, images * num_envs)}, rounds)
+    speeds = measure({"in turn, calling thread": lambda: lambda: _timed(sequential, images * num_envs),
+                      "one context per thread, 2 threads": lambda: lambda: _timed(threaded, images * num_envs)}, rounds)
     stop = True
     for event in go:
         event.set()
@@ -234,12 +251,12 @@ def _timed(fn, frames: int) -> float:
 
 
 def sweep(env_id: str, num_envs_list: list[int], threads_list: list[int], frames: int, rounds: int) -> None:
-    contenders = {"raw": lambda: raw_fps(env_id, frames)}
+    contenders = {"raw": lambda: lambda: raw_fps(env_id, frames)}
     for n in num_envs_list:
         for t in threads_list:
             if t <= n:
                 contenders[f"batched({n}), {t} threads"] = (
-                    lambda n=n, t=t: rollout_fps(RoboHiveEnv(env_id, num_envs=n, num_threads=t), frames))
+                    lambda n=n, t=t: rollout_timer(RoboHiveEnv(env_id, num_envs=n, num_threads=t), frames))
     report(f"scaling: {env_id}, {os.cpu_count()} cores", measure(contenders, rounds), "raw")
 
 
@@ -257,21 +274,22 @@ def main(argv=None):
         sweep("FrankaReachRandom-v0", num_envs, [int(t) for t in args.sweep.split(",")], frames, 1 if args.quick else 3)
         return
     rounds = 1 if args.quick else 3
-    for env_id, frames in (("FrankaReachRandom-v0", 2000), ("FK1_MicroOpenRandom-v4", 800)):
-        frames = 160 if args.quick else frames
-        report(f"state: {env_id}", measure(state_contenders(env_id, frames, num_envs[0]), rounds), "raw")
-    breakdown("FrankaReachRandom-v0", num_envs[0], 20 if args.quick else 200, rounds)
-    pixel_frames = 4 if args.quick else 24
+    # the multi-process layouts on FrankaReach only: their worker start-up is most of a run's time
+    for env_id, frames, processes in (("FrankaReachRandom-v0", 1200, True), ("FK1_MicroOpenRandom-v4", 400, False)):
+        frames = 8 * num_envs[0] if args.quick else frames
+        report(f"state: {env_id}", measure(state_contenders(env_id, frames, num_envs[0], processes), rounds), "raw")
+    breakdown("FrankaReachRandom-v0", num_envs[0], 10 if args.quick else 100, rounds)
+    pixel_frames = 4 if args.quick else 12
     camera = dict(from_pixels=True, cameras=[CAMERA], image_size=(224, 224))
     report("one 224x224 camera: FrankaReachRandom-v0", measure({
-        "single env": lambda: rollout_fps(RoboHiveEnv("FrankaReachRandom-v0", **camera), pixel_frames),
-        "batched(4)": lambda: rollout_fps(RoboHiveEnv("FrankaReachRandom-v0", num_envs=4, **camera), pixel_frames),
-        "batched(4), shadows=False": lambda: rollout_fps(
-            RoboHiveEnv("FrankaReachRandom-v0", num_envs=4, shadows=False, **camera), pixel_frames),
-        "single env, shadows=False": lambda: rollout_fps(
+        "single env": lambda: rollout_timer(RoboHiveEnv("FrankaReachRandom-v0", **camera), pixel_frames),
+        "batched(4)": lambda: rollout_timer(RoboHiveEnv("FrankaReachRandom-v0", num_envs=4, **camera), pixel_frames),
+        "single env, shadows=False": lambda: rollout_timer(
             RoboHiveEnv("FrankaReachRandom-v0", shadows=False, **camera), pixel_frames),
+        "batched(4), shadows=False": lambda: rollout_timer(
+            RoboHiveEnv("FrankaReachRandom-v0", num_envs=4, shadows=False, **camera), pixel_frames),
     }, rounds), "single env")
-    render_threads_vs_sequential(4, 1 if args.quick else 6, rounds)
+    render_threads_vs_sequential(4, 1 if args.quick else 3, rounds)
 
 
 if __name__ == "__main__":
