@@ -14,9 +14,9 @@ COMMANDS = {
         "make RoboHive's simulation assets (simhive) available to robohive",
     ),
     "start-server": ("agenthive.serving.cli", "main", "serve a policy to RemotePolicyModule clients (no torch needed)"),
-    "serve-env": ("agenthive.serving.env_server", "main", "serve an environment to RemoteEnv clients (one instance per client)"),
+    "serve-env": ("agenthive.remote_env.server", "main", "serve an environment to RemoteEnv clients (one instance per client)"),
     "collect-worker": ("agenthive.distributed", "main", "join a learner's distributed collector as a collection worker (docs/multi_host.md)"),
-    "eval": ("agenthive.evaluation", "main", "evaluate a checkpoint, a served policy or a range of checkpoints; summary, plot, videos"),
+    "eval": ("agenthive.evaluation.cli", "main", "evaluate a checkpoint, a served policy or a range of checkpoints; summary, plot, videos"),
 }
 
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 from torchrl.collectors import Collector
 from torchrl.envs import EnvCreator
 from torchrl.weight_update import NoWeightSyncScheme

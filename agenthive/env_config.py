@@ -24,7 +24,6 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 import torch
 from torchrl.envs import (
     CatTensors,
@@ -41,6 +40,7 @@ from torchrl.envs import (
 )
 
 BACKENDS = ("robohive", "maniskill")
+"""The simulators an env id may name (``EnvConfig.backend``, ``serve-env --backend``)."""
 OBSERVATIONS = ("state", "r3m", "vip")
 VIDEO_KEY = "video_frames"  # uint8 [n_cams, H, W, 3] camera images kept for videos
 
@@ -102,25 +102,42 @@ class EnvConfig:
         return cls(**values)
 
 
-def _robohive(config: EnvConfig, device, video_camera, video_size):
-    from agenthive.envs import RoboHiveEnv
+def make_simulator(backend: str, env: str, **kwargs) -> EnvBase:
+    """The simulator's own TorchRL env for a task id: ``RoboHiveEnv`` or ``ManiSkillEnv``, given ``kwargs``.
 
+    The one place that maps a backend name to a simulator class (:func:`make_env`,
+    ``scripts/collect.py`` and ``serve-env`` build through it).
+
+    Example:
+        >>> make_simulator("robohive", "FrankaReachRandom-v0", frame_skip=2).frame_skip
+        2
+    """
+    if backend == "robohive":
+        from agenthive.envs import RoboHiveEnv
+
+        return RoboHiveEnv(env, **kwargs)
+    if backend == "maniskill":
+        from agenthive.envs import ManiSkillEnv
+
+        return ManiSkillEnv(env, **kwargs)
+    raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}.")
+
+
+def _robohive(config: EnvConfig, device, video_camera, video_size):
     kwargs = dict(config.env_kwargs, frame_skip=config.frame_skip, device=device)
     if config.observation != "state":
         size = (config.image_size, config.image_size)
         kwargs.update(from_pixels=True, cameras=config.cameras or None, image_size=size, shadows=False)
     elif video_camera:
         kwargs.update(from_pixels=True, cameras=[video_camera], image_size=(video_size, video_size))
-    return _with_goal_view(config, RoboHiveEnv(config.env, **kwargs))
+    return _with_goal_view(config, make_simulator("robohive", config.env, **kwargs))
 
 
 def _maniskill(config: EnvConfig, device, num_envs, video):
-    from agenthive.envs import ManiSkillEnv
-
     kwargs = dict(config.env_kwargs, device=device, render_mode="rgb_array" if video else None)
     if config.frame_skip != 1:
         raise ValueError("frame_skip is a RoboHive option; ManiSkill's control frequency is set with sim_config.")
-    return _with_goal_view(config, ManiSkillEnv(config.env, num_envs=num_envs, **kwargs))
+    return _with_goal_view(config, make_simulator("maniskill", config.env, num_envs=num_envs, **kwargs))
 
 
 def _with_goal_view(config: EnvConfig, env: EnvBase) -> EnvBase:

@@ -55,9 +55,6 @@ ACHIEVED_GOAL = "achieved_goal"
 DESIRED_GOAL = "desired_goal"
 REWARDS = ("env", "success")
 # ManiSkill task -> (its state entries that hold the goal, goal size, maximum dense reward)
-_MANISKILL_TASKS = {"PickCube-v1": (("goal_pos", "obj_to_goal_pos"), 3, 5.0), "PushCube-v1": (("goal_pos",), 2, 4.0)}
-
-
 class GoalTask:
     """The goal structure and reward of one goal-reaching task; build it with :func:`goal_task`.
 
@@ -145,7 +142,7 @@ class RoboHiveGoalTask(GoalTask):
         from robohive.envs.arms.push_base_v0 import PushBaseV0
         from robohive.envs.arms.reach_base_v0 import ReachBaseV0
 
-        task = env._env
+        task = env.robohive_env
         if isinstance(task, ReachBaseV0):
             # reach_err = target - end effector
             self._achieved_site, self.goal_error_key, reward_inputs = task.grasp_sid, "reach_err", ()
@@ -195,7 +192,7 @@ class RoboHiveGoalTask(GoalTask):
         return reward.to(device), success.to(device)
 
     def goals(self, env, td):
-        site_xpos = env._env.sim_obsd.data.site_xpos  # the simulator RoboHive observes through
+        site_xpos = env.robohive_env.sim_obsd.data.site_xpos  # the simulator RoboHive observes through
         achieved = torch.tensor(site_xpos[self._achieved_site], dtype=torch.float32)
         desired = torch.tensor(site_xpos[self._target_site], dtype=torch.float32)
         return achieved.to(env.device), desired.to(env.device)
@@ -204,7 +201,7 @@ class RoboHiveGoalTask(GoalTask):
         return torch.cat([td.get(key) for key in self.observation_keys], dim=-1)
 
     def set_desired_goal(self, env, goal, mask):
-        task = env._env
+        task = env.robohive_env
         if mask.all():  # an unbatched env: the mask has one element
             position = goal.detach().cpu().double().numpy()
             for sim in {task.sim, task.sim_obsd}:  # RoboHive's reset writes both, too
@@ -213,12 +210,15 @@ class RoboHiveGoalTask(GoalTask):
         return torch.tensor(task.sim_obsd.data.site_xpos[self._target_site], dtype=torch.float32, device=env.device)
 
     def sample_goals(self, env, batch_size):
-        goal = env._env.np_random.uniform(self.goal_low.numpy(), self.goal_high.numpy(), size=(*batch_size, self.goal_dim))
+        goal = env.robohive_env.np_random.uniform(self.goal_low.numpy(), self.goal_high.numpy(), size=(*batch_size, self.goal_dim))
         return torch.tensor(goal, dtype=torch.float32, device=env.device)
 
 
 class ManiSkillGoalTask(GoalTask):
-    """ManiSkill ``PickCube-v1`` and ``PushCube-v1`` (Panda, ``obs_mode="state"``): the dense reward restated over observations.
+    """What ManiSkill's Panda goal tasks share (``obs_mode="state"``): the state layout, goal setting and sampling.
+
+    A subclass per task (:class:`PickCubeGoalTask`, :class:`PushCubeGoalTask`) names its
+    goal entries, its goal range and its dense reward restated over observations.
 
     Args:
         env: the :class:`~agenthive.envs.ManiSkillEnv` of the task, batched or not.
@@ -229,78 +229,55 @@ class ManiSkillGoalTask(GoalTask):
             ``"success"``. Defaults to ``"env"``.
     """
 
+    env_name: str = ""  # the ManiSkill task id
+    goal_entries: tuple[str, ...] = ()  # state entries that hold the goal (left out of the goal-free observation)
+    goal_dim: int = 3
+    max_reward: float = 1.0  # the dense reward's maximum (ManiSkill's normalisation)
+
     def __init__(self, env: ManiSkillEnv, *, reward: str = "env"):
         super().__init__(reward)
         base = env.maniskill_env.unwrapped
-        if env.env_name not in _MANISKILL_TASKS or env.obs_mode != "state" or base.robot_uids != "panda":
+        if env.env_name != self.env_name or env.obs_mode != "state" or base.robot_uids != "panda":
             raise ValueError(
-                f"GoalView supports ManiSkill {sorted(_MANISKILL_TASKS)} with the Panda robot and obs_mode='state', "
+                f"{type(self).__name__} is ManiSkill {self.env_name} with the Panda robot and obs_mode='state', "
                 f"got {env.env_name} with {base.robot_uids!r} and obs_mode={env.obs_mode!r}."
             )
         if reward == "env" and base.reward_mode not in ("dense", "normalized_dense", "sparse"):
             raise ValueError(f"reward='env' needs a ManiSkill reward_mode among dense, normalized_dense and sparse, got {base.reward_mode!r}.")
-        goal_entries, self.goal_dim, self._max_reward = _MANISKILL_TASKS[env.env_name]
-        self.env_name = env.env_name
         self._reward_mode = base.reward_mode
-        # where each state entry sits in ManiSkill's flat state vector (agent entries, then extras)
-        state = base._get_obs_state_dict(base.evaluate())
+        # where each state entry sits in ManiSkill's flat state vector
         full, goal_free, start, kept = {}, {}, 0, 0
-        for group in state.values():
-            for name, value in group.items():
-                size = value[0].numel()
-                full[name] = slice(start, start + size)
-                start += size
-                if name not in goal_entries:
-                    goal_free[name] = slice(kept, kept + size)
-                    kept += size
+        for name, size in env.state_entries().items():
+            full[name] = slice(start, start + size)
+            start += size
+            if name not in self.goal_entries:
+                goal_free[name] = slice(kept, kept + size)
+                kept += size
         self._full, self._slices = full, goal_free
-        self._kept = torch.cat([torch.arange(s.start, s.stop) for name, s in full.items() if name not in goal_entries])
+        self._kept = torch.cat([torch.arange(s.start, s.stop) for name, s in full.items() if name not in self.goal_entries])
         self.observation_dim = kept
-        if env.env_name == "PickCube-v1":
-            self._goal_thresh = base.goal_thresh
-            center = torch.tensor(base.cube_spawn_center, dtype=torch.float32)
-            half = base.cube_spawn_half_size
-            # PickCube draws goal heights above the cube's centre, which rests at cube_half_size
-            self.goal_low = torch.tensor([center[0] - half, center[1] - half, base.cube_half_size])
-            self.goal_high = torch.tensor([center[0] + half, center[1] + half, base.cube_half_size + base.max_goal_height])
-        else:
-            self._goal_radius, self._cube_half_size = base.goal_radius, base.cube_half_size
-            # PushCube puts the goal 0.1 + goal_radius in front of a cube spawned in [-0.1, 0.1]^2
-            offset = 0.1 + base.goal_radius
-            self.goal_low = torch.tensor([-0.1 + offset, -0.1])
-            self.goal_high = torch.tensor([0.1 + offset, 0.1])
+        self.goal_low, self.goal_high = self._goal_range(base)
+
+    def _goal_range(self, base) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the task draws its goals (lowest and highest corner)."""
+        raise NotImplementedError
+
+    def _dense_reward(self, obs, goal, achieved) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's ``compute_dense_reward`` and its success (``evaluate``), over observations."""
+        raise NotImplementedError
+
+    def _goal_actor(self, base):
+        """The actor that marks the goal in the scene."""
+        raise NotImplementedError
 
     def _entry(self, observation: torch.Tensor, name: str) -> torch.Tensor:
         return observation[..., self._slices[name]]
 
     def evaluate(self, td):
-        obs, goal, achieved = td.get("observation"), td.get(DESIRED_GOAL), td.get(ACHIEVED_GOAL)
-        if self.env_name == "PickCube-v1":  # PickCubeEnv.evaluate and compute_dense_reward
-            is_grasped = self._entry(obs, "is_grasped").squeeze(-1)
-            qvel = self._entry(obs, "qvel")[..., :-2]  # without the gripper's fingers
-            obj_to_goal_dist = torch.linalg.norm(goal - achieved, dim=-1)
-            is_obj_placed = obj_to_goal_dist <= self._goal_thresh
-            success = is_obj_placed & (torch.max(torch.abs(qvel), -1)[0] <= 0.2)
-            reward = 1 - torch.tanh(5 * torch.linalg.norm(self._entry(obs, "tcp_to_obj_pos"), dim=-1))
-            reward = reward + is_grasped
-            reward = reward + (1 - torch.tanh(5 * obj_to_goal_dist)) * is_grasped
-            reward = reward + (1 - torch.tanh(5 * torch.linalg.norm(qvel, dim=-1))) * is_obj_placed
-        else:  # PushCubeEnv.evaluate and compute_dense_reward
-            obj = self._entry(obs, "obj_pose")[..., :3]
-            tcp = self._entry(obs, "tcp_pose")[..., :3]
-            push_pose = obj + torch.tensor([-self._cube_half_size - 0.005, 0, 0], device=obj.device)
-            tcp_to_push_pose_dist = torch.linalg.norm(push_pose - tcp, dim=-1)
-            reached = tcp_to_push_pose_dist < 0.01
-            obj_to_goal_dist = torch.linalg.norm(achieved - goal, dim=-1)
-            place_reward = 1 - torch.tanh(5 * obj_to_goal_dist)
-            z_reward = 1 - torch.tanh(5 * torch.abs(obj[..., 2] - self._cube_half_size))
-            reward = 1 - torch.tanh(5 * tcp_to_push_pose_dist)
-            reward = reward + place_reward * reached
-            reward = reward + place_reward * z_reward * reached
-            success = (obj_to_goal_dist < self._goal_radius) & (obj[..., 2] < self._cube_half_size + 5e-3)
-        reward = torch.where(success, torch.full_like(reward, self._max_reward), reward)
+        reward, success = self._dense_reward(td.get("observation"), td.get(DESIRED_GOAL), td.get(ACHIEVED_GOAL))
+        reward = torch.where(success, torch.full_like(reward, self.max_reward), reward)
         if self._reward_mode == "normalized_dense":
-            reward = reward / self._max_reward
+            reward = reward / self.max_reward
         elif self._reward_mode == "sparse":
             reward = success.to(torch.float32)
         return self._reward(reward, success)
@@ -315,27 +292,90 @@ class ManiSkillGoalTask(GoalTask):
         observation = td.get("observation")
         return observation.index_select(-1, self._kept.to(observation.device))
 
-    def _goal_actor(self, base):
-        return base.goal_site if self.env_name == "PickCube-v1" else base.goal_region
-
     def set_desired_goal(self, env, goal, mask):
         from mani_skill.utils.structs.pose import Pose
 
-        base = env.maniskill_env.unwrapped
-        actor = self._goal_actor(base)
+        actor = self._goal_actor(env.maniskill_env.unwrapped)
         position = actor.pose.p.clone()  # [num_envs, 3]
         rows = mask.reshape(-1).to(position.device)
         position[rows, : self.goal_dim] = goal.reshape(-1, self.goal_dim).to(position.device)[rows]
-        actor.set_pose(Pose.create_from_pq(p=position, q=actor.pose.q))  # PushCube's target keeps its orientation
-        if base.gpu_sim_enabled:
-            base.scene._gpu_apply_all()  # or the next step's fetch overwrites the new pose (GPU: not tested here)
+        env.move_actor(actor, Pose.create_from_pq(p=position, q=actor.pose.q))  # PushCube's target keeps its orientation
         return position[:, : self.goal_dim].reshape(*mask.shape, self.goal_dim).to(env.device)
 
     def sample_goals(self, env, batch_size):
-        base = env.maniskill_env.unwrapped
         # ManiSkill's per-sub-env episode generators, seeded by its reset
-        goals = base._batched_episode_rng.uniform(low=self.goal_low.numpy(), high=self.goal_high.numpy(), size=(self.goal_dim,))
+        goals = env.episode_rng.uniform(low=self.goal_low.numpy(), high=self.goal_high.numpy(), size=(self.goal_dim,))
         return torch.tensor(goals, dtype=torch.float32, device=env.device).reshape(*batch_size, self.goal_dim)
+
+
+class PickCubeGoalTask(ManiSkillGoalTask):
+    """ManiSkill ``PickCube-v1``: lift the cube to a goal point in the air (``PickCubeEnv``'s reward and success)."""
+
+    env_name = "PickCube-v1"
+    goal_entries = ("goal_pos", "obj_to_goal_pos")
+    goal_dim = 3
+    max_reward = 5.0
+
+    def _goal_range(self, base):
+        self._goal_thresh = base.goal_thresh
+        center = torch.tensor(base.cube_spawn_center, dtype=torch.float32)
+        half = base.cube_spawn_half_size
+        # PickCube draws goal heights above the cube's centre, which rests at cube_half_size
+        low = torch.tensor([center[0] - half, center[1] - half, base.cube_half_size])
+        high = torch.tensor([center[0] + half, center[1] + half, base.cube_half_size + base.max_goal_height])
+        return low, high
+
+    def _dense_reward(self, obs, goal, achieved):  # PickCubeEnv.evaluate and compute_dense_reward
+        is_grasped = self._entry(obs, "is_grasped").squeeze(-1)
+        qvel = self._entry(obs, "qvel")[..., :-2]  # without the gripper's fingers
+        obj_to_goal_dist = torch.linalg.norm(goal - achieved, dim=-1)
+        is_obj_placed = obj_to_goal_dist <= self._goal_thresh
+        success = is_obj_placed & (torch.max(torch.abs(qvel), -1)[0] <= 0.2)
+        reward = 1 - torch.tanh(5 * torch.linalg.norm(self._entry(obs, "tcp_to_obj_pos"), dim=-1))
+        reward = reward + is_grasped
+        reward = reward + (1 - torch.tanh(5 * obj_to_goal_dist)) * is_grasped
+        reward = reward + (1 - torch.tanh(5 * torch.linalg.norm(qvel, dim=-1))) * is_obj_placed
+        return reward, success
+
+    def _goal_actor(self, base):
+        return base.goal_site
+
+
+class PushCubeGoalTask(ManiSkillGoalTask):
+    """ManiSkill ``PushCube-v1``: push the cube into a goal region on the table (``PushCubeEnv``'s reward and success)."""
+
+    env_name = "PushCube-v1"
+    goal_entries = ("goal_pos",)
+    goal_dim = 2
+    max_reward = 4.0
+
+    def _goal_range(self, base):
+        self._goal_radius, self._cube_half_size = base.goal_radius, base.cube_half_size
+        # PushCube puts the goal 0.1 + goal_radius in front of a cube spawned in [-0.1, 0.1]^2
+        offset = 0.1 + base.goal_radius
+        return torch.tensor([-0.1 + offset, -0.1]), torch.tensor([0.1 + offset, 0.1])
+
+    def _dense_reward(self, obs, goal, achieved):  # PushCubeEnv.evaluate and compute_dense_reward
+        obj = self._entry(obs, "obj_pose")[..., :3]
+        tcp = self._entry(obs, "tcp_pose")[..., :3]
+        push_pose = obj + torch.tensor([-self._cube_half_size - 0.005, 0, 0], device=obj.device)
+        tcp_to_push_pose_dist = torch.linalg.norm(push_pose - tcp, dim=-1)
+        reached = tcp_to_push_pose_dist < 0.01
+        obj_to_goal_dist = torch.linalg.norm(achieved - goal, dim=-1)
+        place_reward = 1 - torch.tanh(5 * obj_to_goal_dist)
+        z_reward = 1 - torch.tanh(5 * torch.abs(obj[..., 2] - self._cube_half_size))
+        reward = 1 - torch.tanh(5 * tcp_to_push_pose_dist)
+        reward = reward + place_reward * reached
+        reward = reward + place_reward * z_reward * reached
+        success = (obj_to_goal_dist < self._goal_radius) & (obj[..., 2] < self._cube_half_size + 5e-3)
+        return reward, success
+
+    def _goal_actor(self, base):
+        return base.goal_region
+
+
+MANISKILL_GOAL_TASKS = {task.env_name: task for task in (PickCubeGoalTask, PushCubeGoalTask)}
+"""ManiSkill task id -> its goal task class."""
 
 
 def goal_task(env, *, reward: str = "env") -> GoalTask:
@@ -364,7 +404,9 @@ def goal_task(env, *, reward: str = "env") -> GoalTask:
     if isinstance(env, RoboHiveWrapper):
         return RoboHiveGoalTask(env, reward=reward)
     if isinstance(env, ManiSkillEnv):
-        return ManiSkillGoalTask(env, reward=reward)
+        if env.env_name not in MANISKILL_GOAL_TASKS:
+            raise ValueError(f"GoalView supports ManiSkill {sorted(MANISKILL_GOAL_TASKS)}, got {env.env_name}.")
+        return MANISKILL_GOAL_TASKS[env.env_name](env, reward=reward)
     raise TypeError(
         f"goal_task needs a RoboHiveEnv or a ManiSkillEnv, got {type(env).__name__}. Goal transforms read the "
         "simulator: put them inside each worker, ParallelEnv(N, EnvCreator(lambda: TransformedEnv(RoboHiveEnv(...), GoalView())))."

@@ -11,7 +11,7 @@ noise of a shared machine hits all alike:
 * ``Collector+ParallelEnv(k)``: torchrl's ``Collector`` over ``ParallelEnv(k, RoboHiveEnv)``,
   random policy (the layout of ``scripts/collect.py`` with one device);
 * ``MultiAsyncCollector(k)``: ``k`` collector worker processes, one ``RoboHiveEnv`` each
-  (the layout of ``scripts/collect.py --devices d1,...,dk --envs-per-worker 1``).
+  (the layout of ``scripts/collect.py --collector-devices d1,...,dk --num-envs 1``).
 
 Two scalings are printed: against ``k`` raw loops (frames/s / (k x raw frames/s): 1.0 would be
 ``k`` simulators at full speed with no collection overhead), and against the same collector
@@ -24,7 +24,7 @@ import argparse
 import statistics
 import time
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import numpy as np
 import torch
 from torchrl.collectors import Collector, MultiAsyncCollector

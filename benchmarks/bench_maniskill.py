@@ -22,6 +22,7 @@ import argparse
 import statistics
 import time
 
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import torch
 
 from agenthive.envs import ManiSkillEnv

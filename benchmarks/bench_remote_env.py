@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import torch
 
 ENV = "FrankaReachRandom-v0"

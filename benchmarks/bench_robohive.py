@@ -20,7 +20,7 @@ import gc
 import statistics
 import time
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import gymnasium as gym
 import numpy as np
 import torch

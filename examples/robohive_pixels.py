@@ -8,7 +8,7 @@ grayscale, a stack of the last 4 frames) run once on the whole batch, after the
 """
 import argparse
 
-import agenthive.envs  # noqa: F401  (picks MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 from torchrl.envs import CatFrames, Compose, EnvCreator, GrayScale, ParallelEnv, Resize, ToTensorImage, TransformedEnv
 
 from agenthive.envs import RoboHiveEnv

@@ -1,28 +1,33 @@
 """Collect experience from RoboHive environments in parallel, optionally to a replay buffer on disk; film one episode.
 
     sim_backend=MUJOCO .venv/bin/python scripts/collect.py
-    .venv/bin/python scripts/collect.py --env FK1_MicroOpenRandom-v4 --envs-per-worker 4 --total-frames 20000
-    .venv/bin/python scripts/collect.py --devices cuda:0,cuda:1 --pixels frames --buffer-dir data/reach   # one worker per GPU
-    .venv/bin/python scripts/collect.py --pixels r3m --encoder-weights ~/weights --policy runs/x/checkpoints/step_000100000/policy.pt
-    .venv/bin/python scripts/collect.py --backend distributed --num-workers 2 --tcp-port 10003   # torchrl's DistributedCollector
+    .venv/bin/python scripts/collect.py --env FK1_MicroOpenRandom-v4 --num-envs 4 --total-frames 20000
+    .venv/bin/python scripts/collect.py --collector-devices cuda:0,cuda:1 --observation frames --buffer-dir data/reach   # one worker per GPU
+    .venv/bin/python scripts/collect.py --observation r3m --encoder-weights ~/weights --policy runs/x/checkpoints/step_000100000/policy.pt
+    .venv/bin/python scripts/collect.py --collector-backend distributed --collector-workers 2 --tcp-port 10003   # torchrl's DistributedCollector
 
-One collector worker per entry of ``--devices``, each stepping
-``TransformedEnv(ParallelEnv(--envs-per-worker, EnvCreator(RoboHiveEnv)), pixel pipeline)`` on
+One collector worker per entry of ``--collector-devices``, each stepping
+``TransformedEnv(ParallelEnv(--num-envs, EnvCreator(RoboHiveEnv)), pixel pipeline)`` on
 its device (with one device, the collection runs in this process; with several, torchrl's
 ``MultiAsyncCollector`` runs a process per device). On a CPU, one env per worker process is
-the fastest layout for cheap simulators (``--devices cpu,cpu --envs-per-worker 1``: twice the
+the fastest layout for cheap simulators (``--collector-devices cpu,cpu --num-envs 1``: twice the
 frames/s of the default on 2 cores, see benchmarks/RESULTS.md). Pixel pipelines, after the batching:
 
 * ``frames``: ToTensorImage -> Resize -> GrayScale -> CatFrames -> ObservationNorm, whose
   mean and standard deviation come from ``init_stats`` on ``--norm-init-frames`` random frames;
 * ``r3m`` / ``vip``: the R3M or VIP embedding (:mod:`agenthive.vision`, weights from disk).
 
-``--backend distributed|rpc|ray`` collects with torchrl's distributed collectors instead
-(:mod:`agenthive.distributed`): ``--num-workers`` workers, each making its own
-``make_worker_env`` on the first of ``--devices``; ``--launcher submitit_delayed`` waits for
+``--collector-backend distributed|rpc|ray`` collects with torchrl's distributed collectors instead
+(:mod:`agenthive.distributed`): ``--collector-workers`` workers, each making its own
+``make_worker_env`` on the first of ``--collector-devices``; ``--collector-launcher submitit_delayed`` waits for
 workers started by hand on other hosts (``docs/multi_host.md``). Their envs are not seeded
 with ``--seed`` (torchrl's distributed ``set_seed`` is broken in 0.14.1): each worker's
 simulator seeds itself.
+
+The options are named as in ``scripts/train.py`` (``--num-envs``, ``--collector-devices``,
+``--collector-backend``, ``--collector-workers``, ``--collector-launcher``, ``--observation``);
+the old names (``--envs-per-worker``, ``--devices``, ``--backend``, ``--num-workers``,
+``--launcher``, ``--pixels``) still work and say so.
 
 The policy is random, or a ``torch.save``d TensorDict module (``--policy``, e.g. a
 ``scripts/train.py`` checkpoint's ``policy.pt``). ``--buffer-dir`` writes every frame to a
@@ -38,7 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import imageio.v2 as imageio
 import numpy as np
 import torch
@@ -57,20 +62,21 @@ from torchrl.envs import (
 from tqdm import tqdm
 
 from agenthive.config_args import add_dataclass_arguments, arg
-from agenthive.envs import RoboHiveEnv
+from agenthive.env_config import make_simulator
 from agenthive.vision import EMBEDDINGS
 
 
 @dataclass
 class Args:
     env: str = arg("FrankaReachRandom-v0", "RoboHive id to collect from")
-    devices: str = arg("cpu", "comma-separated devices, one collector worker each (e.g. cuda:0,cuda:1 or cpu,cpu)")
-    envs_per_worker: int = arg(2, "simulator processes in each worker's ParallelEnv")
+    collector_devices: str = arg("cpu", "comma-separated devices, one collector worker each (e.g. cuda:0,cuda:1 or cpu,cpu)",
+                                 formerly=("--devices",))
+    num_envs: int = arg(2, "simulator processes in each worker's ParallelEnv", formerly=("--envs-per-worker",))
     total_frames: int = arg(4000, "frames to collect")
     frames_per_batch: int = arg(200, "frames per collector batch")
     seed: int = arg(0, "seed of the first env (the others get the next seeds)")
-    pixels: str = arg("none", "pixel pipeline: none (state only), frames, r3m or vip")
-    cameras: str = arg("top_cam", "comma-separated cameras to render (with --pixels)")
+    observation: str = arg("state", "state, or a pixel pipeline: frames, r3m or vip", formerly=("--pixels",))
+    cameras: str = arg("top_cam", "comma-separated cameras to render (with a pixel --observation)")
     image_size: int = arg(128, "rendered image height and width")
     resize: int = arg(84, "frames: images resized to this height and width")
     stack: int = arg(4, "frames: consecutive grayscale frames stacked by CatFrames")
@@ -80,9 +86,11 @@ class Args:
     encoder_pretrained: bool = arg(True, "--no-encoder-pretrained: a randomly initialised R3M/VIP encoder")
     policy: str = arg("", "torch.save'd TensorDict policy module (default: uniformly random actions)")
     buffer_dir: str = arg("", "write the collected frames to a replay buffer on disk here")
-    backend: str = arg("local", "local (this machine), or torchrl's distributed collectors: distributed, rpc, ray")
-    num_workers: int = arg(2, "distributed/rpc/ray: collection workers")
-    launcher: str = arg("mp", "distributed/rpc: mp (workers on this machine) or submitit_delayed (started by hand: docs/multi_host.md)")
+    collector_backend: str = arg("local", "local (this machine), or torchrl's distributed collectors: distributed, rpc, ray",
+                                 formerly=("--backend",))
+    collector_workers: int = arg(2, "distributed/rpc/ray: collection workers", formerly=("--num-workers",))
+    collector_launcher: str = arg("mp", "distributed/rpc: mp (workers on this machine) or submitit_delayed (started by hand: "
+                                  "docs/multi_host.md)", formerly=("--launcher",))
     tcp_port: int = arg(10003, "distributed/rpc: the learner's rendezvous port (distributed also uses the next one)")
     video_env: str = arg("FrankaReachRandom_v2d-v0", "visual RoboHive id to film after collecting (\"\" to skip)")
     video_camera: str = arg("top_cam", "camera of --video-env to film")
@@ -94,32 +102,34 @@ def parse_args(argv=None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, Args)
     args = Args(**vars(parser.parse_args(argv)))
-    if args.pixels not in ("none", "frames", "r3m", "vip"):
-        parser.error(f"--pixels {args.pixels!r}: expected none, frames, r3m or vip")
-    if args.backend not in ("local", "distributed", "rpc", "ray"):
-        parser.error(f"--backend {args.backend!r}: expected local, distributed, rpc or ray")
+    if args.observation == "none":  # the old --pixels none
+        args.observation = "state"
+    if args.observation not in ("state", "frames", "r3m", "vip"):
+        parser.error(f"--observation {args.observation!r}: expected state, frames, r3m or vip")
+    if args.collector_backend not in ("local", "distributed", "rpc", "ray"):
+        parser.error(f"--collector-backend {args.collector_backend!r}: expected local, distributed, rpc or ray")
     return args
 
 
 def make_worker_env(args: Args, device: str, norm_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> TransformedEnv:
     """One worker's envs: a ParallelEnv of RoboHive simulators, then the pixel pipeline on the whole batch."""
     render = {}
-    if args.pixels != "none":
+    if args.observation != "state":
         render = dict(from_pixels=True, cameras=args.cameras.split(","), image_size=(args.image_size,) * 2, shadows=False)
-    create = functools.partial(RoboHiveEnv, args.env, device=device, **render)
+    create = functools.partial(make_simulator, "robohive", args.env, device=device, **render)
     # a ParallelEnv of one process would only add a round trip per step
-    base = create() if args.envs_per_worker == 1 else ParallelEnv(args.envs_per_worker, EnvCreator(create), device=device)
+    base = create() if args.num_envs == 1 else ParallelEnv(args.num_envs, EnvCreator(create), device=device)
     env = TransformedEnv(base)
-    if args.pixels == "frames":
+    if args.observation == "frames":
         env.append_transform(ToTensorImage(in_keys=["pixels"]))  # uint8 [.., H, W, 3] -> float [.., 3, H, W] in [0, 1]
         env.append_transform(Resize(args.resize, args.resize, in_keys=["pixels"]))
         env.append_transform(GrayScale(in_keys=["pixels"]))
         env.append_transform(CatFrames(N=args.stack, dim=-3, in_keys=["pixels"]))
         loc, scale = (t.to(device) for t in norm_stats) if norm_stats is not None else (None, None)
         env.append_transform(ObservationNorm(loc=loc, scale=scale, in_keys=["pixels"], standard_normal=True))
-    elif args.pixels in EMBEDDINGS:
-        env.append_transform(EMBEDDINGS[args.pixels](
-            args.encoder_model, in_keys=["pixels"], out_keys=[f"{args.pixels}_vec"], size=args.image_size,
+    elif args.observation in EMBEDDINGS:
+        env.append_transform(EMBEDDINGS[args.observation](
+            args.encoder_model, in_keys=["pixels"], out_keys=[f"{args.observation}_vec"], size=args.image_size,
             weights=args.encoder_weights or None, pretrained=args.encoder_pretrained,
         ))
     return env
@@ -137,34 +147,34 @@ def frame_norm_stats(args: Args, device: str) -> tuple[torch.Tensor, torch.Tenso
 
 
 def collect(args: Args) -> float:
-    devices = args.devices.split(",")
-    norm_stats = frame_norm_stats(args, devices[0]) if args.pixels == "frames" else None
+    devices = args.collector_devices.split(",")
+    norm_stats = frame_norm_stats(args, devices[0]) if args.observation == "frames" else None
     if norm_stats is not None:
         print(f"ObservationNorm from {args.norm_init_frames} random frames: mean {norm_stats[0].item():.3f}, std {norm_stats[1].item():.3f}")
     policy = None
     if args.policy:
         policy = torch.load(args.policy, map_location="cpu", weights_only=False)  # unpickles code: trusted files only
     common = dict(frames_per_batch=args.frames_per_batch, total_frames=args.total_frames, storing_device="cpu")
-    if args.backend != "local":
+    if args.collector_backend != "local":
         from agenthive.distributed import distributed_collector
 
         collector = distributed_collector(
-            functools.partial(make_worker_env, args, devices[0], norm_stats), policy, backend=args.backend,
-            num_workers=args.num_workers, frames_per_batch=args.frames_per_batch, total_frames=args.total_frames,
-            launcher=args.launcher, tcp_port=args.tcp_port,
+            functools.partial(make_worker_env, args, devices[0], norm_stats), policy, backend=args.collector_backend,
+            num_workers=args.collector_workers, frames_per_batch=args.frames_per_batch, total_frames=args.total_frames,
+            launcher=args.collector_launcher, tcp_port=args.tcp_port,
         )
     elif len(devices) == 1:
         env = make_worker_env(args, devices[0], norm_stats)
         if policy is not None:
             missing = [k for k in policy.in_keys if k not in env.observation_spec.keys(True)]
             if missing:
-                raise SystemExit(f"--policy {args.policy} reads {missing}, which --pixels {args.pixels} does not produce "
+                raise SystemExit(f"--policy {args.policy} reads {missing}, which --observation {args.observation} does not produce "
                                  f"(the env has {list(env.observation_spec.keys(True))}).")
         collector = Collector(env, policy, env_device=devices[0], policy_device=devices[0], **common)
     else:
         workers = [functools.partial(make_worker_env, args, d, norm_stats) for d in devices]
         collector = MultiAsyncCollector(workers, policy, env_device=devices, policy_device=devices, **common)
-    if args.backend == "local":
+    if args.collector_backend == "local":
         collector.set_seed(args.seed)
 
     buffer = None
@@ -175,7 +185,7 @@ def collect(args: Args) -> float:
 
     frames, episodes, successes = 0, 0, 0
     start = time.perf_counter()
-    desc = f"collecting {args.env} on {args.devices} x{args.envs_per_worker} ({args.pixels})"
+    desc = f"collecting {args.env} on {args.collector_devices} x{args.num_envs} ({args.observation})"
     with tqdm(total=args.total_frames, desc=desc, unit="frame") as bar:
         for batch in collector:
             frames += batch.numel()
@@ -188,8 +198,8 @@ def collect(args: Args) -> float:
             bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.0f}", episodes=episodes)
     fps = frames / (time.perf_counter() - start)
     collector.shutdown()
-    workers = len(devices) if args.backend == "local" else args.num_workers
-    print(f"{frames} frames from {workers} {args.backend} worker(s) x {args.envs_per_worker} envs in {frames / fps:.1f}s: "
+    workers = len(devices) if args.collector_backend == "local" else args.collector_workers
+    print(f"{frames} frames from {workers} {args.collector_backend} worker(s) x {args.num_envs} envs in {frames / fps:.1f}s: "
           f"{fps:.0f} frames/s; {episodes} episodes ended, {successes} solved at their last step")
     if buffer is not None:
         buffer.dumps(args.buffer_dir)
@@ -199,7 +209,7 @@ def collect(args: Args) -> float:
 
 
 def film(args: Args) -> None:
-    env = RoboHiveEnv(args.video_env, cameras=[args.video_camera])
+    env = make_simulator("robohive", args.video_env, cameras=[args.video_camera])
     env.set_seed(args.seed)
     with torch.no_grad():
         td = env.rollout(args.video_steps, break_when_any_done=False)

@@ -1,1 +1,1 @@
-import agenthive.envs  # noqa: F401  (picks MUJOCO_GL before anything imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)

@@ -19,9 +19,9 @@ from torch import nn
 
 import agenthive.distributed
 from agenthive.distributed import _has_ray, distributed_collector, main
-from ports import free_port_pair
+from helpers.ports import free_port_pair
 
-RUN = Path(__file__).resolve().parent / "distributed_run.py"
+RUN = Path(__file__).resolve().parent / "helpers" / "distributed_run.py"
 UPDATES = {2: 2, 6: 3}  # as in distributed_run.py: after batch i the learner moves to version v
 TIMEOUT = 300
 
@@ -107,8 +107,8 @@ def test_workers_started_by_hand_with_collect_worker_as_on_two_hosts():
 ])
 def test_collect_script_with_a_distributed_backend_and_a_random_policy(backend):
     script = Path(__file__).resolve().parents[1] / "scripts" / "collect.py"
-    process = start([sys.executable, str(script), "--backend", backend, "--num-workers", "2", "--tcp-port", str(free_port_pair()),
-                     "--envs-per-worker", "1", "--total-frames", "800", "--video-env", ""])
+    process = start([sys.executable, str(script), "--collector-backend", backend, "--collector-workers", "2", "--tcp-port", str(free_port_pair()),
+                     "--num-envs", "1", "--total-frames", "800", "--video-env", ""])
     out, err = finish(process)
     assert process.returncode == 0, err[-4000:]
     assert f"800 frames from 2 {backend} worker(s) x 1 envs" in out, out

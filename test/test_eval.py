@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agenthive.evaluation import list_checkpoints, parse_steps
+from agenthive.checkpoint import list_checkpoints
+from agenthive.evaluation.checkpoints import parse_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--episodes", "2", "--num-envs", "1"]

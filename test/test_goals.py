@@ -18,10 +18,11 @@ from torchrl.envs import Compose, EnvCreator, ParallelEnv, StepCounter, Transfor
 from torchrl.envs.utils import check_env_specs
 
 from agenthive import goals
+from agenthive.checkpoint import list_checkpoints
 from agenthive.env_config import EnvConfig
 from agenthive.envs import RoboHiveEnv
 from agenthive.envs.maniskill import ManiSkillEnv, _has_maniskill
-from agenthive.evaluation import evaluate, list_checkpoints
+from agenthive.evaluation.policy import evaluate
 from agenthive.goals import DistanceCurriculum, GoalSetter, GoalView
 
 ROBOHIVE_TASKS = ["FrankaReachRandom-v0", "FetchReachRandom-v0", "FrankaPushRandom-v0", "FrankaPickPlaceRandom-v0"]
@@ -246,6 +247,22 @@ def test_errors_name_what_is_wrong():
     batched.close(raise_if_closed=False)
     with pytest.raises(ValueError, match="reward='bonus'"):
         GoalView(reward="bonus")
+
+
+@needs_maniskill
+def test_each_maniskill_task_has_its_own_goal_task():
+    for env_id, task_class, goal_dim in (("PickCube-v1", goals.PickCubeGoalTask, 3), ("PushCube-v1", goals.PushCubeGoalTask, 2)):
+        env = ManiSkillEnv(env_id)
+        task = goals.goal_task(env)
+        assert type(task) is task_class and task.goal_dim == goal_dim == task.goal_low.numel()
+        other = goals.PushCubeGoalTask if task_class is goals.PickCubeGoalTask else goals.PickCubeGoalTask
+        with pytest.raises(ValueError, match=f"{other.__name__} is ManiSkill {other.env_name} with the Panda robot .* got {env_id}"):
+            other(env)
+        env.close()
+    env = ManiSkillEnv("StackCube-v1")
+    with pytest.raises(ValueError, match=r"GoalView supports ManiSkill \['PickCube-v1', 'PushCube-v1'\], got StackCube-v1"):
+        goals.goal_task(env)
+    env.close()
 
 
 def test_task_pickles_and_scores_batches_anywhere():

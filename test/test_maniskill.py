@@ -19,7 +19,7 @@ from torchrl.record import CSVLogger, PixelRenderTransform, VideoRecorder
 
 from agenthive.envs import maniskill
 from agenthive.envs.maniskill import ManiSkillEnv, _has_maniskill
-from step_checks import assert_step_output_is_complete
+from helpers.step_checks import assert_step_output_is_complete
 
 pytestmark = pytest.mark.skipif(not _has_maniskill, reason="mani_skill is not installed (pip install 'agenthive[maniskill]')")
 

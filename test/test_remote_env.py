@@ -21,17 +21,18 @@ from torchrl.collectors import Collector
 from torchrl.envs import EnvCreator, ParallelEnv, check_env_specs
 
 import agenthive.envs.maniskill
-import agenthive.envs.remote
-import agenthive.serving.env_server
-import agenthive.serving.env_wire
+import agenthive.remote_env.client
+import agenthive.remote_env.codec
+import agenthive.remote_env.server
 from agenthive.envs import RemoteEnv, RoboHiveEnv
-from agenthive.envs.remote import EnvServerError, EnvSpecMismatchError, EnvTimeoutError
-from agenthive.serving import PolicyClient, env_wire, wire
-from agenthive.serving.env_server import EnvServer
-from env_server_process import EnvServerProcess
-from policy_server_process import PolicyServerProcess
-from serving_test_envs import BareStepEnv, counting_batched
-from step_checks import assert_step_output_is_complete
+from agenthive.remote_env.client import EnvServerError, EnvSpecMismatchError, EnvTimeoutError
+from agenthive.remote_env import codec
+from agenthive.serving import PolicyClient, wire
+from agenthive.remote_env.server import EnvServer
+from helpers.servers import EnvServerProcess
+from helpers.servers import PolicyServerProcess
+from helpers.serving_test_envs import BareStepEnv, counting_batched
+from helpers.step_checks import assert_step_output_is_complete
 
 PIXELS = '{"from_pixels": true, "cameras": ["top_cam"], "image_size": [64, 64], "shadows": false}'
 
@@ -44,7 +45,7 @@ def state_server():
 
 @pytest.fixture(scope="module")
 def fragile_server():
-    with EnvServerProcess("serving_test_envs:FragileEnv", "--backend", "factory") as server:
+    with EnvServerProcess("helpers.serving_test_envs:FragileEnv", "--backend", "factory") as server:
         yield server
 
 
@@ -111,7 +112,7 @@ def test_specs_come_from_the_server_and_check_env_specs_passes(state_server):
 def test_the_server_completes_step_outputs_as_torchrl_would():
     # BareStepEnv's _step leaves out "terminated" and returns a reward of shape []: the server
     # runs torchrl's completion next to the env, since RemoteEnv (a CompleteStep) skips it
-    with EnvServerProcess("serving_test_envs:BareStepEnv", "--backend", "factory") as server:
+    with EnvServerProcess("helpers.serving_test_envs:BareStepEnv", "--backend", "factory") as server:
         env = RemoteEnv("127.0.0.1", server.port)
         try:
             assert_step_output_is_complete(env)
@@ -170,7 +171,7 @@ def test_images_become_tensors_over_the_received_frame_without_a_copy():
         pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
         push.send_multipart(wire.encode({"v": wire.VERSION, "type": "step", "td": {"pixels": pixels, "reward": np.ones(1, np.float32)}}), copy=False)
         frames = pull.recv_multipart(copy=False)
-        td = env_wire.tensordict_from_wire(wire.decode(frames)["td"], [])
+        td = codec.tensordict_from_wire(wire.decode(frames)["td"], [])
         assert len(frames) == 2  # the image travelled as a frame of its own, the reward inside the header
         assert td["pixels"].data_ptr() == np.frombuffer(frames[1].buffer, np.uint8).ctypes.data
         assert torch.equal(td["pixels"], torch.from_numpy(pixels)) and td["reward"].item() == 1.0
@@ -222,7 +223,7 @@ def count_up(td):
 
 
 def test_a_batched_env_with_partial_resets_behaves_as_locally():
-    with EnvServerProcess("serving_test_envs:counting_batched", "--backend", "factory") as server:
+    with EnvServerProcess("helpers.serving_test_envs:counting_batched", "--backend", "factory") as server:
         env = RemoteEnv("127.0.0.1", server.port)
         try:
             assert env.batch_size == (3,)
@@ -282,7 +283,7 @@ def test_bad_requests_are_refused_with_what_was_expected(fragile_server):
 
 
 def test_a_vanished_client_frees_its_instance_after_the_idle_timeout():
-    with EnvServerProcess("serving_test_envs:FragileEnv", "--backend", "factory", "--idle-timeout", "1") as server:
+    with EnvServerProcess("helpers.serving_test_envs:FragileEnv", "--backend", "factory", "--idle-timeout", "1") as server:
         code = (
             "import time\nfrom agenthive.envs import RemoteEnv\n"
             f"env = RemoteEnv('127.0.0.1', {server.port}); env.reset(); print('ready', flush=True); time.sleep(600)"
@@ -301,7 +302,7 @@ def test_a_vanished_client_frees_its_instance_after_the_idle_timeout():
 
 
 def test_a_server_restart_is_a_clear_error_and_reset_reconnects():
-    server = EnvServerProcess("serving_test_envs:FragileEnv", "--backend", "factory").start()
+    server = EnvServerProcess("helpers.serving_test_envs:FragileEnv", "--backend", "factory").start()
     try:
         env = RemoteEnv("127.0.0.1", server.port, timeout=2.0)
         td = env.step(env.reset().set("action", torch.tensor([0.2])))["next"]
@@ -319,7 +320,7 @@ def test_a_server_restart_is_a_clear_error_and_reset_reconnects():
         assert info.value.code == wire.ERROR_UNKNOWN_INSTANCE
         assert env.step(env.reset().set("action", torch.tensor([0.2])))["next", "observation"].item() == 1.0
         server.stop()
-        server.command[server.command.index("serving_test_envs:FragileEnv")] = "serving_test_envs:counting_batched"
+        server.command[server.command.index("helpers.serving_test_envs:FragileEnv")] = "helpers.serving_test_envs:counting_batched"
         server.start()  # same port, another env
         with pytest.raises(EnvServerError, match="unknown_instance"):
             env.step(td)
@@ -422,7 +423,7 @@ def test_curve_encrypts_and_admits_only_known_keys(tmp_path):
     _, client_secret = zmq.auth.create_certificates(allowed, "client")
     _, stranger_secret = zmq.auth.create_certificates(tmp_path, "stranger")
     args = ("--backend", "factory", "--curve-secret-key", server_secret, "--curve-authorized-keys", str(allowed))
-    with EnvServerProcess("serving_test_envs:FragileEnv", *args) as server:
+    with EnvServerProcess("helpers.serving_test_envs:FragileEnv", *args) as server:
         env = RemoteEnv("127.0.0.1", server.port, curve_server_key=server_public, curve_client_key=client_secret)
         try:
             # FragileEnv raises on actions above 0.9: a random rollout would fail one run in seven
@@ -475,6 +476,6 @@ def test_cli_help_and_argument_errors():
 
 def test_docstring_examples_run():
     RoboHiveEnv("FrankaReachRandom-v0")  # RoboHive prints its banner with the first env of a process: not inside the examples
-    for module in (agenthive.envs.remote, agenthive.serving.env_server, agenthive.serving.env_wire):
+    for module in (agenthive.remote_env.client, agenthive.remote_env.server, agenthive.remote_env.codec):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -11,12 +11,12 @@ from torchrl.envs import GymEnv, InitTracker, SerialEnv, TransformedEnv
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving import PolicyTimeoutError
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 
 @pytest.fixture(scope="module")
 def counting_server():
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 4}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"chunk_length": 4}') as server:
         yield server
 
 
@@ -82,7 +82,7 @@ def test_mismatches_fail_at_construction(counting_server):
         RemotePolicyModule("127.0.0.1", counting_server.port, in_keys=["obs"])
     with pytest.raises(ValueError, match="replan_every=5: expected 1 to chunk_length=4"):
         RemotePolicyModule("127.0.0.1", counting_server.port, replan_every=5)
-    with PolicyServerProcess("serving_test_policies:CountingPolicy", kwargs='{"takes_instruction": true}') as server:
+    with PolicyServerProcess("helpers.serving_test_policies:CountingPolicy", kwargs='{"takes_instruction": true}') as server:
         with pytest.raises(ValueError, match="takes a language instruction"):
             RemotePolicyModule("127.0.0.1", server.port)
         policy = RemotePolicyModule("127.0.0.1", server.port, in_keys={"obs": "state"}, instruction="open the drawer")

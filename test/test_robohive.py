@@ -17,7 +17,7 @@ from torchrl.envs.utils import check_env_specs
 
 from agenthive.envs import RoboHiveEnv, robohive_assets
 from agenthive.envs.robohive import _import_robohive
-from step_checks import assert_step_output_is_complete
+from helpers.step_checks import assert_step_output_is_complete
 
 robohive = _import_robohive()
 # Every arm and Franka-kitchen id whose assets ship in ../shared/simhive. The *_vr3m*/
@@ -256,6 +256,23 @@ def test_missing_gl_platform_names_mujoco_gl(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "MUJOCO_GL=glfw" in out.stderr and "MUJOCO_GL=egl" in out.stderr
+
+
+def test_robohive_credits_banner_prints_once_per_run_not_per_process():
+    # a main process and a ParallelEnv of two workers: RoboHive alone prints its banner in each of the three
+    code = (
+        "from torchrl.envs import EnvCreator, ParallelEnv\n"
+        "from agenthive.envs import RoboHiveEnv\n"
+        "RoboHiveEnv('FrankaReachRandom-v0').close()\n"
+        "env = ParallelEnv(2, EnvCreator(lambda: RoboHiveEnv('FrankaReachRandom-v0')))\n"
+        "env.rollout(2); env.close()\n"
+        "print('rolled out')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AGENTHIVE_ROBOHIVE_CREDITED"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "rolled out" in out.stdout
+    assert (out.stdout + out.stderr).count("A unified framework for robot learning") == 1, out.stdout
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="renders on a CUDA device: this machine has no GPU")

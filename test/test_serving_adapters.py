@@ -6,14 +6,14 @@ import torch
 from tensordict.nn import TensorDictModule
 
 from agenthive.serving import PolicyClient
-from policy_server_process import PolicyServerProcess
+from helpers.servers import PolicyServerProcess
 
 pytest.importorskip("PIL", reason="OpenVLA's adapter needs pillow")
 
 
 def test_openvla_adapter_formats_prompt_image_and_unnormalization():
     kwargs = '{"checkpoint": "openvla/openvla-7b", "unnorm_key": "bridge_orig", "device": "cpu", "attn_implementation": "sdpa", "image_size": [128, 160]}'
-    with PolicyServerProcess("standin_models:OpenVLAPolicyWithStandIn", kwargs=kwargs) as server:
+    with PolicyServerProcess("helpers.standin_models:OpenVLAPolicyWithStandIn", kwargs=kwargs) as server:
         with PolicyClient("127.0.0.1", server.port) as client:
             meta = client.metadata
             assert (meta.observations, meta.action_shape, meta.chunk_length, meta.takes_instruction) == ({"image": ((128, 160, 3), "uint8")}, (7,), 1, True)
@@ -26,7 +26,7 @@ def test_openvla_adapter_formats_prompt_image_and_unnormalization():
 
 def test_openvla_adapter_names_the_unnorm_keys_it_knows():
     kwargs = '{"checkpoint": "openvla/openvla-7b", "device": "cpu"}'
-    with PolicyServerProcess("standin_models:OpenVLAPolicyWithStandIn", kwargs=kwargs) as server:
+    with PolicyServerProcess("helpers.standin_models:OpenVLAPolicyWithStandIn", kwargs=kwargs) as server:
         with pytest.raises(RuntimeError, match=r"unnorm_key=None: expected one of \['bridge_orig', 'fractal'\]"):
             PolicyClient("127.0.0.1", server.port)
 

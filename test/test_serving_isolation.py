@@ -1,5 +1,6 @@
 """The torch-free side: a venv with JAX and agenthive[serve] but no torch serves policies
 that drive TorchRL rollouts on RoboHive through RemotePolicyModule."""
+import pkgutil
 import subprocess
 
 import numpy as np
@@ -8,8 +9,8 @@ import pytest
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving import PolicyClient
 from agenthive.serving.policies.mlp import MLPPolicy
-from policy_server_process import PolicyServerProcess
-from serve_venv import ensure_serve_venv
+from helpers.servers import PolicyServerProcess
+from helpers.serve_venv import ensure_serve_venv
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,30 @@ def test_the_serve_venv_has_jax_and_no_torch(serve_python):
     assert "No module named 'torch'" in out.stderr
 
 
+def test_every_serving_module_imports_without_torch(serve_python):
+    """Walks ``agenthive.serving`` (not only ``cli``): a module that imports torch at import time fails here."""
+    code = (
+        "import importlib, pkgutil, sys, agenthive.serving as serving\n"
+        "names = [m.name for m in pkgutil.walk_packages(serving.__path__, 'agenthive.serving.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "heavy = sorted(n for n in ('torch', 'torchrl', 'tensordict') if n in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print(len(names), ' '.join(names))"
+    )
+    out = subprocess.run([serve_python, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    count, names = out.stdout.split(" ", 1)
+    # the walk found the package's modules, down into policies/
+    assert int(count) >= 12 and "agenthive.serving.router" in names and "agenthive.serving.policies.jax_mlp" in names, out.stdout
+
+
+def test_the_env_serving_side_lives_outside_serving():
+    import agenthive.serving
+
+    assert not any(m.name.startswith(("env_", "remote")) for m in pkgutil.iter_modules(agenthive.serving.__path__))
+
+
 def test_jax_policy_from_the_torch_free_venv_drives_a_robohive_rollout(serve_python):
     from agenthive.envs import RoboHiveEnv
 
@@ -47,7 +72,7 @@ def test_jax_policy_from_the_torch_free_venv_drives_a_robohive_rollout(serve_pyt
 
 def test_octo_adapter_keeps_a_history_window_per_client(serve_python):
     kwargs = '{"checkpoint": "hf://rail-berkeley/octo-small-1.5", "window": 2, "unnorm_key": "bridge_dataset"}'
-    with PolicyServerProcess("standin_models:OctoPolicyWithStandIn", kwargs=kwargs, python=serve_python) as server:
+    with PolicyServerProcess("helpers.standin_models:OctoPolicyWithStandIn", kwargs=kwargs, python=serve_python) as server:
         with PolicyClient("127.0.0.1", server.port, ready_timeout=120) as client:
             meta = client.metadata
             assert (meta.observations, meta.action_shape, meta.chunk_length, meta.takes_instruction) == ({"image_primary": ((64, 64, 3), "uint8")}, (3,), 4, True)

@@ -95,7 +95,7 @@ def test_shared_memory_arrays_round_trip_in_place_until_renewed():
 @pytest.mark.parametrize("name", ["../etc/passwd", "agenthive_zz", "psm_123"])
 def test_shared_memory_reader_opens_only_agenthive_segments(name):
     with pytest.raises(ValueError, match="not an agenthive segment name"):
-        shared_memory.SharedMemoryReader().view(name, 0, 1)
+        shared_memory.SharedMemoryReader().view(name, 4096, 0, 1)
 
 
 def test_no_pickle_in_the_serving_package():

@@ -11,11 +11,11 @@ import imageio.v2 as imageio
 import pytest
 import torch
 
+from agenthive.checkpoint import list_checkpoints
 from agenthive.distributed import _has_ray
 from agenthive.env_config import EnvConfig, make_env
 from agenthive.envs.maniskill import _has_maniskill
-from agenthive.evaluation import list_checkpoints
-from ports import free_port_pair
+from helpers.ports import free_port_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--hidden-sizes", "32,32", "--frames-per-batch", "100", "--eval-episodes", "2"]

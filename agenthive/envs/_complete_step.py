@@ -5,7 +5,7 @@ reshapes rewards to the reward spec and fills in done keys an env left out. agen
 write every reward and done key with its spec's shape and dtype themselves, so that pass
 finds nothing to do, and it costs ~40 us per step here (3-4% of a RoboHive FrankaReach step,
 2% of a ManiSkill CPU step: benchmarks/RESULTS.md). Each env's spec tests hold it to that
-with ``test/step_checks.py``'s ``assert_step_output_is_complete``: torchrl's processing must
+with ``test/helpers/step_checks.py``'s ``assert_step_output_is_complete``: torchrl's processing must
 leave its output unchanged.
 
 With ``run_type_checks=True`` torchrl's pass runs as usual (it also checks dtypes then).

@@ -380,6 +380,28 @@ class ManiSkillEnv(CompleteStep, EnvBase):
         """The ManiSkill gymnasium env this env steps (``.unwrapped`` is ManiSkill's ``BaseEnv``)."""
         return self._env
 
+    def state_entries(self) -> dict[str, int]:
+        """Name -> size of each entry of the flat ``"observation"`` state vector, in its order (agent entries, then extras).
+
+        Read from ManiSkill's own state dictionary (``BaseEnv._get_obs_state_dict``, which has no
+        public counterpart in ManiSkill 3.0), so that no other module reaches into it.
+        """
+        base = self._env.unwrapped
+        state = base._get_obs_state_dict(base.evaluate())
+        return {name: value[0].numel() for group in state.values() for name, value in group.items()}
+
+    def move_actor(self, actor, pose) -> None:
+        """Places a ManiSkill actor (a goal marker, say) at ``pose`` now, on the CPU and the GPU simulator alike."""
+        actor.set_pose(pose)
+        base = self._env.unwrapped
+        if base.gpu_sim_enabled:
+            base.scene._gpu_apply_all()  # or the next step's fetch overwrites the new pose (GPU: not tested here)
+
+    @property
+    def episode_rng(self):
+        """ManiSkill's per-sub-env random generators, seeded by each reset (``BaseEnv._batched_episode_rng``)."""
+        return self._env.unwrapped._batched_episode_rng
+
     @property
     def camera_names(self) -> list[str]:
         """The cameras stacked in ``"pixels"`` (and the other textures), in order."""

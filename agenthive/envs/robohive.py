@@ -64,7 +64,28 @@ def _import_robohive():
     ensure_simhive()
     with contextlib.redirect_stdout(io.StringIO()):  # one "Registering ..." line per suite
         import robohive
+    _credit_once()
     return robohive
+
+
+_CREDITED = "AGENTHIVE_ROBOHIVE_CREDITED"
+
+
+def _credit_once() -> None:
+    """RoboHive's three-line credits banner: printed by the first process of a run only.
+
+    RoboHive prints it with the first env of every process, so a training run printed it
+    once per collector and evaluation worker. The first process to import RoboHive through
+    agenthive lets it print and marks the environment; the processes it starts (which
+    inherit the mark) are told it was shown.
+    """
+    if os.environ.get(_CREDITED):
+        from robohive.envs.env_base import MujocoEnv
+        from robohive.utils import prompt_utils
+
+        prompt_utils.PROMPT_CACHE.append(hash(MujocoEnv.DEFAULT_CREDIT))  # RoboHive's own "printed once" record
+    else:
+        os.environ[_CREDITED] = "1"
 
 
 def _camera_names(model) -> list[str]:
@@ -271,6 +292,11 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
     def available_envs(cls) -> list[str]:
         """Every environment id RoboHive registers (importing RoboHive on first use)."""
         return sorted(_import_robohive().robohive_env_suite)
+
+    @property
+    def robohive_env(self):
+        """The RoboHive task this env steps (its ``MujocoEnv``: ``sim``, ``sim_obsd``, site ids, ``np_random``)."""
+        return self._env
 
     def _check_kwargs(self, kwargs: dict):
         env = kwargs.get("env")

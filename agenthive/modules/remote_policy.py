@@ -5,6 +5,8 @@ machine; this module maps TensorDict entries to the server's observation names, 
 whole batch in one request, and plays back the returned action chunks, asking again every
 ``replan_every`` steps. Each batch element is its own episode on the server; an
 ``"is_init"`` entry (torchrl's ``InitTracker`` transform) restarts the episodes that it marks.
+With ``protocol="openpi"`` each batch element has its own websocket connection, since an
+openpi server keeps one episode per connection, and a restarted episode gets a new one.
 
 The module holds no parameters and pickles without its connection, so multi-process
 collectors can ship it to their workers, where it reconnects on first use.
@@ -135,7 +137,13 @@ class RemotePolicyModule(TensorDictModuleBase):
 
     def reset(self):
         """Forget the action chunks and start new episodes on the next call."""
+        self._end_episodes()
         self._sessions = self._chunks = self._steps = None
+
+    def _end_episodes(self):
+        """openpi servers keep an episode per connection: close those of the sessions being replaced."""
+        if self.protocol == "openpi" and self._client is not None and self._sessions is not None:
+            self._client.end_sessions(self._sessions)
 
     def forward(self, tensordict):
         if self._client is None:
@@ -147,6 +155,7 @@ class RemotePolicyModule(TensorDictModuleBase):
             value = tensordict.get(key)
             obs[name] = value.detach().reshape(n, *value.shape[len(batch_shape):]).cpu().numpy()
         if self._sessions is None or len(self._sessions) != n:
+            self._end_episodes()
             self._sessions = [uuid.uuid4().hex for _ in range(n)]
             self._chunks, self._steps = None, np.zeros(n, dtype=np.int64)
             starting = np.ones(n, dtype=bool)

@@ -11,11 +11,11 @@ Example:
     SystemExit: 0
 """
 import argparse
-import json
 import logging
 import signal
 import sys
 
+from agenthive.config_args import add_server_arguments, parse_kwargs
 from agenthive.serving.policies import POLICIES, load_policy_class
 from agenthive.serving.server import PolicyServer
 
@@ -26,28 +26,12 @@ def _parser():
         description="Serve a policy to RemotePolicyModule clients (and openpi websocket clients with --openpi-port).",
     )
     parser.add_argument("policy", help=f"a registered policy ({', '.join(sorted(POLICIES))}) or module:Class")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free one (printed on start)")
-    parser.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments for the policy's constructor")
+    add_server_arguments(parser, port=8080, constructed="policy")
     parser.add_argument("--max-batch", type=int, default=16, help="most observations per batched forward pass; 1 turns batching off")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a request waits for those of other active clients")
     parser.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted, in MiB")
-    parser.add_argument("--curve-secret-key", help="server key pair file (zmq.auth.create_certificates); encrypts all traffic")
-    parser.add_argument("--curve-authorized-keys", help="folder of public key files of the clients allowed in")
     parser.add_argument("--openpi-port", type=int, help="also serve openpi's websocket protocol on this port (needs websockets)")
-    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
     return parser
-
-
-def parse_kwargs(text: str, *, example: str) -> dict:
-    """``--kwargs``: a JSON object, or a ``SystemExit`` saying what was wrong and showing ``example``."""
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--kwargs is not valid JSON ({err}): expected an object such as '{example}'") from None
-    if not isinstance(kwargs, dict):
-        raise SystemExit(f"--kwargs is a JSON {type(kwargs).__name__}: expected an object such as '{example}'")
-    return kwargs
 
 
 def main(argv=None):

@@ -89,7 +89,7 @@ class PolicyClient(RouterClient):
             self._open()
         if self.use_shared_memory and self._writer is None and shared_memory.available():
             self._writer = shared_memory.SharedMemoryWriter()
-        probe = [self._writer.name, self._writer.token] if self._writer is not None else None
+        probe = [self._writer.name, self._writer.size, self._writer.token] if self._writer is not None else None
         reply = self._request({"type": "hello", "shm_probe": probe}, "hello")
         self._check_serves(reply, "policy", "connect to it with agenthive.envs.RemoteEnv")
         if reply.get("error"):

@@ -62,14 +62,20 @@ class ServerTimeoutError(TimeoutError):
     """The server did not answer in time."""
 
 
+class RequestTooLargeError(ValueError):
+    """A request larger than the server accepts (its ``max_message_bytes``), refused before sending."""
+
+
 class RouterServer:
     """Binds a ROUTER socket on ``tcp://host:port`` and runs the receive loop.
 
     Args:
         host: address to bind; loopback unless you mean to expose the server.
         port: TCP port; 0 picks a free one (read it from ``port`` after ``bind()``).
-        max_message_bytes: larger requests are refused (and ZeroMQ drops peers that send
-            larger frames).
+        max_message_bytes: larger requests are answered ``too_large``; the handshake tells
+            clients, which then refuse them before sending. ZeroMQ reads frames of up to
+            twice this size (so that they too get their ``too_large``) and drops a peer that
+            sends a larger one.
         curve_secret_key: path of the server's CURVE key pair file
             (``zmq.auth.create_certificates``); with it, all traffic is encrypted.
         curve_authorized_keys: folder of public key files of the clients allowed in; None
@@ -101,7 +107,7 @@ class RouterServer:
         self._context = zmq.Context()
         sock = self._context.socket(zmq.ROUTER)
         sock.linger = 0
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes)  # room to see, and refuse, oversize requests
         sock.sndhwm = sock.rcvhwm = 10_000
         if self.curve_secret_key is not None:
             public, secret = zmq.auth.load_certificate(self.curve_secret_key)
@@ -174,18 +180,22 @@ class RouterServer:
         identity, payload = frames[0], frames[1:]
         size = sum(len(frame) for frame in payload)
         if size > self.max_message_bytes:
-            self._reply(identity, wire.error(wire.ERROR_TOO_LARGE, f"request of {size} bytes: this server accepts at most {self.max_message_bytes}"))
+            self._refuse(frames, wire.ERROR_TOO_LARGE, f"request of {size} bytes: this server accepts at most {self.max_message_bytes}")
             return None
         local = self._shared_memory is not None and _is_loopback(identity)
         try:
             message = wire.decode(payload, shared_memory=self._shared_memory if local else None)
         except wire.VersionError as err:
-            self._reply(identity, wire.error(wire.ERROR_VERSION, f"{err} (server runs agenthive wire protocol {wire.VERSION})"))
+            self._refuse(frames, wire.ERROR_VERSION, f"{err} (server runs agenthive wire protocol {wire.VERSION})")
             return None
         except wire.WireError as err:
-            self._reply(identity, wire.error(wire.ERROR_BAD_MESSAGE, str(err)))
+            self._refuse(frames, wire.ERROR_BAD_MESSAGE, str(err))
             return None
         return identity, message, local
+
+    def _refuse(self, frames, code, text):
+        """Answer the request ``frames`` with an error, repeating its id if its header has one."""
+        self._reply(frames[0], wire.error(code, text, wire.request_id(frames[1]) if len(frames) > 1 else None))
 
     def _reply(self, identity, message):
         try:
@@ -236,6 +246,7 @@ class RouterClient:
         self._socket = None
         self._monitor = None
         self._request_id = 0
+        self.max_message_bytes = None  # the server's limit, from its hello reply
 
     def _reconnect(self):
         """Repeat the handshake on a fresh socket (after a request timed out)."""
@@ -279,6 +290,8 @@ class RouterClient:
             ServerError (``error_type``): the server answered with an error.
             ServerTimeoutError (``timeout_error``): no reply in time; the socket is closed
                 and the next request reconnects.
+            RequestTooLargeError: the request exceeds the server's ``max_message_bytes``;
+                nothing was sent.
         """
         if self._socket is None:  # the previous request timed out: reconnect and re-check the server
             self._open()
@@ -287,8 +300,10 @@ class RouterClient:
         timeout = self.timeout if timeout is None else timeout
         self._request_id += 1
         message["v"], message["id"] = wire.VERSION, self._request_id
+        frames = wire.encode(message, shared_memory)
+        self._check_size(frames, kind)
         start = time.monotonic()
-        self._socket.send_multipart(wire.encode(message, shared_memory), copy=False)
+        self._socket.send_multipart(frames, copy=False)
         while True:
             remaining_ms = int((timeout - (time.monotonic() - start)) * 1000)
             try:
@@ -311,7 +326,21 @@ class RouterClient:
                 continue  # the late answer to a request that timed out
             if reply["type"] == "error":
                 raise self.error_type(reply.get("code"), reply.get("message"), self.endpoint)
+            if kind == "hello":
+                self.max_message_bytes = reply.get("max_message_bytes")
             return reply
+
+    def _check_size(self, frames, kind):
+        """Refuse what the server would refuse, before sending it (it could not answer a large enough frame)."""
+        if self.max_message_bytes is None:
+            return
+        size = sum(memoryview(frame).nbytes for frame in frames)
+        if size > self.max_message_bytes:
+            raise RequestTooLargeError(
+                f"{kind!r} request of {size} bytes is larger than the {self.max_message_bytes} bytes {self.role} "
+                f"{self.host}:{self.port} accepts: send smaller or fewer observations per request, or raise the server's "
+                f"limit (start-server --max-message-mb)"
+            )
 
     def _handshake_failure(self):
         if self._monitor is None:

@@ -151,6 +151,8 @@ class PolicyServer(RouterServer):
 
     def _sweep(self, now):
         self._forget_idle_sessions(now)
+        if self._shared_memory is not None:
+            self._shared_memory.sweep(now)  # unmap the segments of clients that left
 
     def _closed(self):
         if self._shared_memory is not None:
@@ -210,7 +212,7 @@ class PolicyServer(RouterServer):
             request = self._handle(frames)
         except Exception:  # a bug here must not take the server down for every other client
             logger.exception("handling a request failed")
-            self._reply(frames[0], wire.error(wire.ERROR_BAD_MESSAGE, "the server failed on this request (a server bug; see its log)"))
+            self._refuse(frames, wire.ERROR_BAD_MESSAGE, "the server failed on this request (a server bug; see its log)")
             return items
         if request is not None:
             requests.append(request)
@@ -237,11 +239,11 @@ class PolicyServer(RouterServer):
     def _hello(self, message, request_id, local):
         probe = message.get("shm_probe")
         shm = False
-        if local and isinstance(probe, list) and len(probe) == 2 and isinstance(probe[1], bytes):
+        if local and isinstance(probe, list) and len(probe) == 3 and isinstance(probe[2], bytes):  # [segment, size, token]
             try:
-                shm = bytes(self._shared_memory.view(probe[0], 0, len(probe[1]))) == probe[1]
-            except ValueError:
-                shm = False
+                shm = bytes(self._shared_memory.view(probe[0], probe[1], 0, len(probe[2]))) == probe[2]
+            except ValueError as err:
+                logger.debug("no shared memory for a client: %s", err)
         return {
             "v": wire.VERSION,
             "type": "hello",
@@ -252,6 +254,7 @@ class PolicyServer(RouterServer):
             "error": self._init_error,
             "metadata": self._metadata_wire,
             "shm": shm,
+            "max_message_bytes": self.max_message_bytes,
         }
 
     def _health(self, request_id):
@@ -263,6 +266,7 @@ class PolicyServer(RouterServer):
             "ready": self._ready.is_set(),
             "error": self._init_error,
             "sessions": len(self._sessions),
+            "shm_mapped_bytes": self._shared_memory.mapped_bytes if self._shared_memory is not None else 0,
             "uptime_s": time.monotonic() - self._started,
         }
 
@@ -291,6 +295,9 @@ class PolicyServer(RouterServer):
                 wire.ERROR_BAD_MESSAGE,
                 f"'replan_every' is {replan_every!r}: expected nil (whole chunks) or an int from 1 to the policy's chunk length {chunk_length}",
             )
+        names = [key for key in obs if not isinstance(key, str)]
+        if names:
+            return refuse(wire.ERROR_BAD_MESSAGE, f"observation names must be strings: got {', '.join(map(repr, names))}")
         problem = _check_observations(obs, self._expected, batch)
         if problem:
             return refuse(wire.ERROR_BAD_OBSERVATION, f"policy {self._metadata.name!r}: {problem}")

@@ -13,19 +13,25 @@ msgpack map. Wherever an array appears in the message it is replaced by the msgp
 extension type 1 holding ``[frame_index, dtype, shape]``; ``frame_index`` counts from 1 (frame
 0 is the header), ``dtype`` is numpy's ``dtype.str`` (e.g. ``"<f4"``; bool, integer, unsigned,
 float and complex only) and ``shape`` a list of ints. On the same-host fast path (see
-``shared_memory``) large arrays are extension type 2 instead, ``[segment, offset, dtype,
-shape]``, and their bytes lie in the client's shared-memory segment. Arrays of at most
+``shared_memory``) large arrays are extension type 2 instead, ``[segment, size, offset, dtype,
+shape]`` (``size``: the segment's bytes), and their bytes lie in the client's shared-memory
+segment; only a client of the server's own user (uid) on the server's host can use it. Arrays of at most
 ``INLINE_BYTES`` (a state vector, an action chunk) ride inside the header as extension type 3,
 ``[dtype, shape, bytes]``: a frame costs more than copying a few hundred bytes. Every header has ``"v"`` (the protocol
-version) and ``"type"``; requests carry an ``"id"`` that the reply repeats.
+version) and ``"type"``; requests carry an ``"id"`` (an int or a string) that the reply repeats,
+error replies included, whenever the request's header is readable msgpack. Map keys are strings.
 
 Requests (client -> server) and their replies:
 
-* ``hello``: the handshake. Reply: ``ready``, ``server`` (an id that changes when the server
-  restarts), ``host`` (an id of the machine, to detect a shared host), ``shm`` (whether the
-  shared-memory fast path is offered) and ``metadata`` (the policy's metadata once ready).
+* ``hello``: the handshake; a policy client sends ``shm_probe`` (``[segment, size, token]``: a
+  client segment that begins with a random token, or nil) for the server to read back. Reply:
+  ``serves``, ``ready``, ``error`` (why initialization failed, or None), ``server`` (an id
+  that changes when the server restarts), ``shm`` (whether the server read the token: client
+  and server share a host and user, and the fast path works), ``max_message_bytes`` (the
+  largest request the server accepts; clients refuse larger ones before sending) and
+  ``metadata`` (the policy's metadata once ready).
 * ``health``: reply ``ready``, ``error`` (why initialization failed, or None), ``sessions``,
-  ``uptime_s``.
+  ``shm_mapped_bytes`` (client shared memory the server has mapped), ``uptime_s``.
 * ``act``: ``sessions`` (one id per batch element: an episode of one environment),
   ``reset`` (list of bools: start a new episode), ``instruction`` (str or None) and ``obs``
   (name -> array with a leading batch dimension). Reply: ``server`` and ``actions`` (batch,
@@ -34,15 +40,17 @@ Requests (client -> server) and their replies:
   chunks itself: the reply's ``actions`` are (batch, 1, *action_shape), each session's next
   action from the first ``replan_every`` of its last chunk, and ``replanned`` (list of bools)
   says for which sessions the policy ran; the policy's other outputs are not sent then.
-* any request may get ``{"type": "error", "code": ..., "message": ...}`` instead; the codes
-  are the ``ERROR_*`` constants below.
+* any request may get ``{"type": "error", "id": ..., "code": ..., "message": ...}`` instead;
+  the codes are the ``ERROR_*`` constants below. A request larger than ``max_message_bytes``
+  gets ``too_large``; one with a single frame over twice that is dropped by ZeroMQ before the
+  server sees it, so it gets no reply.
 
 Every ``hello`` reply also says what the server serves: ``serves`` is ``"policy"`` or
 ``"env"`` (a reply without it comes from a policy server). An env server (``EnvServer``)
 answers ``hello`` with ``env`` (its name), ``batch_size`` and ``specs`` (the five TorchRL
-specs, ``full_observation_spec`` ... ``full_done_spec``, described by ``env_wire``),
+specs, ``full_observation_spec`` ... ``full_done_spec``, described by ``agenthive.remote_env.codec``),
 ``health`` with ``instances``, and these requests, where ``td`` is a TensorDict as nested
-maps of arrays (``env_wire``):
+maps of arrays (``agenthive.remote_env.codec``):
 
 * ``make``: a new env instance for this client. Reply: ``instance`` (its id).
 * ``reset``: ``instance``, ``td`` (``"_reset"`` masks and state entries, or nil). Reply:
@@ -127,9 +135,9 @@ def encode(message, shared_memory=None):
         if obj.nbytes <= INLINE_BYTES:
             return msgpack.ExtType(_INLINE_ARRAY_EXT, _EXT_PACKER.pack([obj.dtype.str, obj.shape, obj.tobytes()]))
         if shared_memory is not None and obj.nbytes >= _shm.MIN_BYTES:
-            name, offset = shared_memory.put(obj, message_start=not placed_in_shm)
+            name, size, offset = shared_memory.put(obj, message_start=not placed_in_shm)
             placed_in_shm.append(name)
-            return msgpack.ExtType(_SHARED_ARRAY_EXT, _EXT_PACKER.pack([name, offset, obj.dtype.str, obj.shape]))
+            return msgpack.ExtType(_SHARED_ARRAY_EXT, _EXT_PACKER.pack([name, size, offset, obj.dtype.str, obj.shape]))
         frames.append(np.ascontiguousarray(obj).reshape(-1).view(np.uint8))  # a flat byte buffer
         return msgpack.ExtType(_ARRAY_EXT, _EXT_PACKER.pack([len(frames) - 1, obj.dtype.str, obj.shape]))
 
@@ -175,10 +183,13 @@ def decode(frames, shared_memory=None):
         if code == _SHARED_ARRAY_EXT:
             if shared_memory is None:
                 raise WireError("shared-memory array from a peer that is not on the server's host: expected arrays as frames")
-            name, offset, dtype, shape = msgpack.unpackb(data)
+            reference = msgpack.unpackb(data)
+            if not (isinstance(reference, list) and len(reference) == 5):
+                raise WireError(f"shared-memory array {reference!r}: expected [segment, size, offset, dtype, shape]")
+            name, size, offset, dtype, shape = reference
             dtype, nbytes = _check_array(dtype, shape)
             try:
-                view = shared_memory.view(name, offset, nbytes)
+                view = shared_memory.view(name, size, offset, nbytes)
             except ValueError as err:
                 raise WireError(str(err)) from None
             return np.frombuffer(view, dtype=dtype).reshape(shape)
@@ -196,7 +207,29 @@ def decode(frames, shared_memory=None):
         raise VersionError(f"protocol version {message.get('v')!r}: expected {VERSION}")
     if not isinstance(message.get("type"), str):
         raise WireError(f"message type {message.get('type')!r}: expected a string such as 'act'")
+    if not _is_id(message.get("id")):
+        raise WireError(f"request id {message.get('id')!r}: expected an int, a string or nil")
     return message
+
+
+def request_id(header):
+    """The id of a request whose header frame is readable msgpack, for the error reply to a
+    request that ``decode`` refused; None when there is none to repeat.
+
+    Example:
+        >>> request_id(msgpack.packb({"v": 99, "type": "act", "id": 7, "x": msgpack.ExtType(9, b"")}))
+        7
+    """
+    try:
+        message = msgpack.unpackb(getattr(header, "buffer", header), ext_hook=lambda code, data: None)
+    except Exception:  # msgpack raises several types for malformed input
+        return None
+    value = message.get("id") if isinstance(message, dict) else None
+    return value if _is_id(value) else None
+
+
+def _is_id(value):
+    return value is None or type(value) in (int, str)
 
 
 def _check_array(dtype, shape):

@@ -1,6 +1,6 @@
 """Runs one agenthive.distributed collector on real RoboHive envs and prints what each batch held.
 
-    python test/distributed_run.py '{"backend": "distributed", "sync": false, "tcp_port": 23456}'
+    python test/helpers/distributed_run.py '{"backend": "distributed", "sync": false, "tcp_port": 23456}'
 
 The policy acts with zero weights and a bias of ``version / 10``, so every action a batch
 holds says which weights made it. The learner bumps the version (in place) after batches
@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
+import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
 import torch
 from tensordict.nn import TensorDictModule
 from torch import nn

@@ -1,8 +1,9 @@
 """How TorchRL specs and TensorDicts travel on the agenthive wire (``EnvServer`` <-> ``RemoteEnv``).
 
-``wire`` carries nested maps of numpy arrays; this module turns TensorDicts into such maps
-and back, and describes specs as plain maps, so that neither side ever unpickles what the
-other sent. It imports torch, unlike ``wire``: only the environment side needs it.
+``agenthive.serving.wire`` carries nested maps of numpy arrays; this module turns TensorDicts
+into such maps and back, and describes specs as plain maps, so that neither side ever
+unpickles what the other sent. It imports torch, unlike ``wire``: only the environment side
+needs it.
 
 * A TensorDict is a map of its keys to arrays (its leaves) or to maps (nested TensorDicts);
   the batch size travels beside it. Arrays that arrive as frames become tensors that share
@@ -21,11 +22,13 @@ Example:
     >>> td["nested", "flag"], td["obs"].dtype
     (tensor([True]), torch.float32)
 """
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 import numpy as np
 import torch
 from tensordict import TensorDict, is_tensor_collection
 from torchrl.data import Binary, Bounded, Categorical, Composite, MultiCategorical, MultiOneHot, OneHot, Unbounded
+
+SPEC_NAMES = ("full_observation_spec", "full_action_spec", "full_state_spec", "full_reward_spec", "full_done_spec")
+"""The specs an env server describes in its handshake, by their ``EnvBase`` attribute names."""
 
 # checked in this order: subclasses before their bases
 _SPEC_CLASSES = (Composite, Binary, MultiCategorical, Categorical, MultiOneHot, OneHot, Bounded, Unbounded)

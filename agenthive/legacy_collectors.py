@@ -1,4 +1,7 @@
-"""torchrl's collectors under the names and arguments that RoboHive/TorchRL scripts still use.
+"""torchrl's legacy (pre-0.3) collector names and arguments, for RoboHive/TorchRL scripts that still use them.
+
+Not agenthive's collection code: that is torchrl's own collectors (``scripts/train.py``,
+``scripts/collect.py``) and :mod:`agenthive.distributed`. This module only translates.
 
 torchrl 0.14 renamed its collectors and their device arguments. Code written against
 torchrl < 0.3 (RoboHive's and agenthive's own examples among it) says::

@@ -69,3 +69,12 @@ class RaisingPolicy(CountingPolicy):
         if any(obs["state"].sum() < 0 for obs in observations):
             raise ValueError("negative state")
         return super().act_batch(observations, episodes)
+
+
+class CameraPolicy(Policy):
+    """One 640x480 camera image in, its sum out: a client's image fills most of a 1 MiB segment."""
+
+    metadata = PolicyMetadata("camera", {"image": ((480, 640, 3), "uint8")}, (1,))
+
+    def act(self, obs, episode):
+        return {"actions": np.array([[obs["image"].sum(dtype=np.int64)]], np.float32)}

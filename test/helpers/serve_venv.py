@@ -2,7 +2,7 @@
 
 ``.venv-serve/`` at the repository root: a virtual environment with JAX (CPU) and
 ``agenthive[serve]`` installed editable, and no torch. It is reused while it imports
-``jax`` and ``agenthive.serving``; otherwise it is rebuilt. Run ``python test/serve_venv.py``
+``jax`` and ``agenthive.serving``; otherwise it is rebuilt. Run ``python test/helpers/serve_venv.py``
 to build it ahead of the tests.
 """
 import os
@@ -11,7 +11,7 @@ import sys
 import venv
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-serve"
 PYTHON = VENV / "bin" / "python"
 _CHECK = "import jax, agenthive.serving.server, agenthive.serving.policies.jax_mlp"

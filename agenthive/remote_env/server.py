@@ -5,7 +5,7 @@ licence) while the learner runs elsewhere. Each client gets its own env instance
 the function the server was given (``EnvServer(lambda: RoboHiveEnv(...))``); a server given
 an env object serves that one instance to one client at a time. Specs travel in the
 handshake; ``reset``/``step``/``seed``/``close`` act on the client's instance (see ``wire``
-for the messages and ``env_wire`` for how specs and TensorDicts are encoded).
+for the messages and ``codec`` for how specs and TensorDicts are encoded).
 
 One thread owns the socket and steps the instances one request at a time; start several
 servers, or serve a batched env (a ``ParallelEnv``, a GPU ManiSkill env), to step in
@@ -19,12 +19,12 @@ Steps call the env's ``_step`` and torchrl's completion of its output (``_step_p
 reward shapes, missing done keys); the client's ``EnvBase.step`` does the rest of torchrl's
 bookkeeping (``step_mdp``, automatic resets) once; resets call ``reset``.
 
-This module imports torch (it serves TorchRL envs); ``agenthive.serving``'s policy side
-does not import it.
+This module imports torch (it serves TorchRL envs); it builds on ``agenthive.serving``'s
+router and wire, which do not import it.
 
 Example (a gymnasium env here; ``RemoteEnv``'s docstring serves RoboHive with a camera):
     >>> import threading
-    >>> from agenthive.envs import RemoteEnv
+    >>> from agenthive.remote_env import RemoteEnv
     >>> server = EnvServer(env_factory("Pendulum-v1", backend="gym"), port=0)
     >>> endpoint = server.bind()  # port 0 picked a free port: server.port
     >>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
@@ -42,18 +42,20 @@ import sys
 import time
 import uuid
 
-import agenthive.envs  # noqa: F401  (sets MUJOCO_GL before torchrl imports mujoco)
 import numpy as np
 from torchrl.envs import EnvBase
 
-from agenthive.serving import env_wire, wire
-from agenthive.serving.cli import parse_kwargs
+from agenthive.config_args import add_server_arguments, parse_kwargs
+from agenthive.env_config import BACKENDS as SIMULATORS
+from agenthive.env_config import make_simulator
+from agenthive.remote_env import codec
+from agenthive.remote_env.codec import SPEC_NAMES
+from agenthive.serving import wire
 from agenthive.serving.router import RouterServer
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("robohive", "maniskill", "gym", "factory")
-_SPEC_NAMES = ("full_observation_spec", "full_action_spec", "full_state_spec", "full_reward_spec", "full_done_spec")
+BACKENDS = (*SIMULATORS, "gym", "factory")  # what serve-env's env argument may name
 
 
 class _Instance:
@@ -92,7 +94,7 @@ def _key_name(key):
 
 
 def _leaves(spec):
-    return {_key_tuple(key): (tuple(leaf.shape), env_wire.numpy_dtype(leaf.dtype)) for key, leaf in spec.items(True, True)}
+    return {_key_tuple(key): (tuple(leaf.shape), codec.numpy_dtype(leaf.dtype)) for key, leaf in spec.items(True, True)}
 
 
 class EnvServer(RouterServer):
@@ -147,7 +149,7 @@ class EnvServer(RouterServer):
         self._instances = {}  # instance id -> _Instance
         self._input_spec, self._output_spec = first.input_spec.clone(), first.output_spec.clone()
         self.batch_size = list(first.batch_size)
-        self.specs = {name: env_wire.spec_to_wire(getattr(first, name), name) for name in _SPEC_NAMES}
+        self.specs = {name: codec.spec_to_wire(getattr(first, name), name) for name in SPEC_NAMES}
         # what requests may carry, key tuple -> (shape, numpy dtype); a step needs every action
         self._actions = _leaves(first.full_action_spec)
         self._states = _leaves(first.full_state_spec)
@@ -174,7 +176,7 @@ class EnvServer(RouterServer):
     def _answer(self, message):
         kind = message["type"]
         if kind == "hello":
-            return {"serves": self.serves, "server": self.instance, "ready": True, "error": None, "env": self.name, "batch_size": self.batch_size, "specs": self.specs, "shm": False}
+            return {"serves": self.serves, "server": self.instance, "ready": True, "error": None, "env": self.name, "batch_size": self.batch_size, "specs": self.specs, "shm": False, "max_message_bytes": self.max_message_bytes}
         if kind == "health":
             return {"server": self.instance, "ready": True, "error": None, "instances": len(self._instances), "uptime_s": time.monotonic() - self._started}
         if kind == "make":
@@ -253,7 +255,7 @@ class EnvServer(RouterServer):
         if not isinstance(entries, dict):
             raise _Refusal(wire.ERROR_BAD_INPUT, f"'td' is a {type(entries).__name__}: expected a map of entry name -> array")
         seen = set()
-        for key, value in env_wire.leaf_entries(entries):
+        for key, value in codec.leaf_entries(entries):
             expected = allowed.get(key, False)
             if expected is False:
                 names = sorted(map(str, map(_key_name, allowed)))
@@ -266,7 +268,7 @@ class EnvServer(RouterServer):
         missing = sorted(map(str, map(_key_name, set(required) - seen)))
         if missing:
             raise _Refusal(wire.ERROR_BAD_INPUT, f"missing entries {missing}: a step needs every action entry")
-        return env_wire.tensordict_from_wire(entries, self.batch_size)
+        return codec.tensordict_from_wire(entries, self.batch_size)
 
     def _call(self, env, method, *args):
         try:
@@ -276,14 +278,14 @@ class EnvServer(RouterServer):
 
     def _reset(self, env, message):
         td = self._tensordict(message, env, {**self._states, **self._resets})
-        return {"td": env_wire.tensordict_to_wire(self._call(env, "reset", td))}
+        return {"td": codec.tensordict_to_wire(self._call(env, "reset", td))}
 
     def _step(self, env, message):
         td = self._tensordict(message, env, {**self._states, **self._actions}, required=self._actions)
         # torchrl's completion of the output (reward shapes, missing done keys) runs here, beside
         # the env that knows its own outputs, so that RemoteEnv (a CompleteStep) skips it
         out = self._call(env, "_step_proc_data", self._call(env, "_step", td))
-        return {"td": env_wire.tensordict_to_wire(out)}
+        return {"td": codec.tensordict_to_wire(out)}
 
     def _seed(self, env, message):
         seed = message.get("seed")
@@ -308,14 +310,8 @@ def env_factory(env, backend="robohive", kwargs=None):
         2
     """
     kwargs = kwargs or {}
-    if backend == "robohive":
-        from agenthive.envs import RoboHiveEnv
-
-        return functools.partial(RoboHiveEnv, env, **kwargs)
-    if backend == "maniskill":
-        from agenthive.envs import ManiSkillEnv
-
-        return functools.partial(ManiSkillEnv, env, **kwargs)
+    if backend in SIMULATORS:
+        return functools.partial(make_simulator, backend, env, **kwargs)
     if backend == "gym":
         from torchrl.envs import GymEnv
 
@@ -332,14 +328,9 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m agenthive serve-env", description="Serve an environment to RemoteEnv clients (one instance per client).")
     parser.add_argument("env", help="a RoboHive/ManiSkill/gymnasium id, or module:function with --backend factory")
     parser.add_argument("--backend", default="robohive", choices=BACKENDS, help="what kind of env `env` names (default: robohive)")
-    parser.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments for the env's constructor")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=int, default=8090, help="TCP port; 0 picks a free one (printed on start)")
     parser.add_argument("--idle-timeout", type=float, default=300.0, help="free an instance after this many seconds without requests")
     parser.add_argument("--max-instances", type=int, default=64, help="most env instances at once")
-    parser.add_argument("--curve-secret-key", help="server key pair file (zmq.auth.create_certificates); encrypts all traffic")
-    parser.add_argument("--curve-authorized-keys", help="folder of public key files of the clients allowed in")
-    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+    add_server_arguments(parser, port=8090, constructed="env")
     return parser
 
 

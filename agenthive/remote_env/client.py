@@ -18,10 +18,10 @@ import torch
 from torchrl.envs import EnvBase
 
 from agenthive.envs._complete_step import CompleteStep
-from agenthive.serving import env_wire, wire
+from agenthive.remote_env import codec
+from agenthive.remote_env.codec import SPEC_NAMES
+from agenthive.serving import wire
 from agenthive.serving.router import RouterClient, ServerError, ServerTimeoutError
-
-_SPEC_NAMES = ("full_observation_spec", "full_action_spec", "full_state_spec", "full_reward_spec", "full_done_spec")
 
 
 class EnvServerError(ServerError):
@@ -51,15 +51,16 @@ class _EnvConnection(RouterClient):
         self.specs = None
         try:
             self._open()
-            self._hello(connect_timeout)
+            self.handshake(connect_timeout)
         except BaseException:
             self.close()
             raise
 
-    def _hello(self, timeout=None):
+    def handshake(self, timeout=None):
+        """Asks the server what it serves; refuses a restarted server whose env differs from the one this client has."""
         reply = self._request({"type": "hello"}, "hello", timeout=timeout)
         self._check_serves(reply, "env", "connect to it with agenthive.modules.RemotePolicyModule")
-        specs = {name: env_wire.spec_from_wire(reply["specs"][name], self.device) for name in _SPEC_NAMES}
+        specs = {name: codec.spec_from_wire(reply["specs"][name], self.device) for name in SPEC_NAMES}
         batch_size = torch.Size(reply["batch_size"])
         if self.specs is not None and (specs != self.specs or batch_size != self.batch_size):
             raise EnvSpecMismatchError(
@@ -69,7 +70,16 @@ class _EnvConnection(RouterClient):
         self.specs, self.batch_size, self.name = specs, batch_size, reply["env"]
 
     def _reconnect(self):
-        self._hello()
+        self.handshake()
+
+    def request(self, kind, *, timeout=None, **fields):
+        """The reply to a ``kind`` request carrying ``fields`` (``EnvServerError``/``EnvTimeoutError`` when there is none)."""
+        return self._request({"type": kind, **fields}, kind, timeout=timeout)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._context.closed
 
 
 class RemoteEnv(CompleteStep, EnvBase):
@@ -99,7 +109,7 @@ class RemoteEnv(CompleteStep, EnvBase):
         >>> import threading
         >>> from torchrl.envs import ParallelEnv, check_env_specs
         >>> from agenthive.envs import RoboHiveEnv
-        >>> from agenthive.serving.env_server import EnvServer
+        >>> from agenthive.remote_env import EnvServer
         >>> server = EnvServer(lambda: RoboHiveEnv("FrankaReachRandom-v0", from_pixels=True, cameras=["top_cam"], image_size=(32, 32)), port=0)
         >>> endpoint = server.bind()
         >>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
@@ -144,16 +154,16 @@ class RemoteEnv(CompleteStep, EnvBase):
         return self._connection.name
 
     def _request(self, kind, **fields):
-        return self._connection._request({"type": kind, "instance": self._instance, **fields}, kind)
+        return self._connection.request(kind, instance=self._instance, **fields)
 
     def _make(self):
-        self._instance = self._connection._request({"type": "make"}, "make", timeout=self.make_timeout)["instance"]
+        self._instance = self._connection.request("make", timeout=self.make_timeout)["instance"]
 
     def _reset(self, tensordict=None, **kwargs):
         entries = None
         if tensordict is not None:
             present = [key for key in self._reset_keys_in if key in tensordict.keys(True, True)]
-            entries = env_wire.tensordict_to_wire(tensordict, present) if present else None
+            entries = codec.tensordict_to_wire(tensordict, present) if present else None
         if self._instance is None:
             self._make()
         try:
@@ -161,17 +171,17 @@ class RemoteEnv(CompleteStep, EnvBase):
         except EnvServerError as err:
             if err.code != wire.ERROR_UNKNOWN_INSTANCE:
                 raise
-            self._connection._hello()  # the server restarted or freed ours: check what it serves now
+            self._connection.handshake()  # the server restarted or freed ours: check what it serves now
             self._make()
             reply = self._request("reset", td=entries)
-        return env_wire.tensordict_from_wire(reply["td"], self.batch_size, self.device)
+        return codec.tensordict_from_wire(reply["td"], self.batch_size, self.device)
 
     def _step(self, tensordict):
         if self._instance is None:
             raise RuntimeError(f"RemoteEnv({self._connection.endpoint}) has no env instance yet: call reset() before step()")
-        entries = env_wire.tensordict_to_wire(tensordict.select(*self._step_keys, strict=False))
+        entries = codec.tensordict_to_wire(tensordict.select(*self._step_keys, strict=False))
         reply = self._request("step", td=entries)
-        return env_wire.tensordict_from_wire(reply["td"], self.batch_size, self.device)
+        return codec.tensordict_from_wire(reply["td"], self.batch_size, self.device)
 
     def _set_seed(self, seed: int | None) -> None:
         if self._instance is None:
@@ -181,10 +191,10 @@ class RemoteEnv(CompleteStep, EnvBase):
     def close(self, *, raise_if_closed: bool = True) -> None:
         """Free this client's instance on the server and close the connection."""
         connection = self.__dict__.get("_connection")
-        if connection is not None and not connection._context.closed:
+        if connection is not None and not connection.closed:
             if self._instance is not None:
                 try:
-                    connection._request({"type": "close", "instance": self._instance}, "close", timeout=min(connection.timeout, 5.0))
+                    connection.request("close", instance=self._instance, timeout=min(connection.timeout, 5.0))
                 except (EnvServerError, EnvTimeoutError):
                     pass  # the server is gone or restarted: nothing of ours is left on it
                 self._instance = None

@@ -1,7 +1,7 @@
 """A replica of openpi's ``WebsocketPolicyServer`` (openpi/serving/websocket_policy_server.py),
 using openpi-client's own msgpack_numpy: what pi0 served by openpi looks like on the wire.
 
-``python test/openpi_server_replica.py PORT`` serves a policy whose actions (a chunk of 5)
+``python test/helpers/openpi_server_replica.py PORT`` serves a policy whose actions (a chunk of 5)
 are [len(prompt), sum(state), step] so tests can check what arrived.
 """
 import asyncio
