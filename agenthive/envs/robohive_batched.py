@@ -13,8 +13,9 @@ How it stays correct:
   do not depend on ``num_threads`` (test/test_robohive_batched.py compares them step
   for step with a sequential run and with ``SerialEnv`` of single envs);
 * images are rendered in the calling thread, one sub-env after the other: an OpenGL
-  context is current in one thread at a time, and on a CPU (llvmpipe) per-thread
-  contexts rendered no faster (benchmarks/RESULTS.md, issue 15);
+  context is current in one thread at a time, so one thread owning them all keeps
+  ``close()`` simple; per-thread contexts measured from 1.0x to 1.76x faster on a loaded
+  CPU (benchmarks/RESULTS.md, issue 15), to be settled on an idle machine;
 * a sub-env that raises is reported with its index once the other sub-envs of the step
   have finished, so that ``reset()`` or ``close()`` find every thread idle.
 """
