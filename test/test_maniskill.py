@@ -277,8 +277,11 @@ def test_construction_errors_name_the_problem():
     with pytest.raises(ValueError, match="Unknown ManiSkill task 'PickCube-v9'"):
         ManiSkillEnv("PickCube-v9")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="physx_cuda' needs a CUDA GPU"):
+        with pytest.raises(RuntimeError, match=r"num_envs=4 with sim_backend='auto' picks physx_cuda \(physx_cpu simulates "
+                                               r"one env per process\).*physx_cuda' needs a CUDA GPU.*ParallelEnv"):
             ManiSkillEnv(PICK, num_envs=4)
+        with pytest.raises(RuntimeError, match=r"^sim_backend='physx_cuda' needs a CUDA GPU"):
+            ManiSkillEnv(PICK, num_envs=4, sim_backend="physx_cuda")
 
 
 def test_without_maniskill_the_package_imports_and_the_env_says_what_to_install():

@@ -49,17 +49,20 @@ def test_suite_is_the_expected_one():
             "FK1_MicroOpenRandom-v4", "franka_micro_open-v3"} <= set(ARM_AND_KITCHEN_IDS)
 
 
+@pytest.mark.parametrize("num_envs", [None, 2], ids=["single", "batched"])
 @pytest.mark.parametrize("env_id", STATE_IDS)
-def test_check_env_specs_state(env_id):
-    env = RoboHiveEnv(env_id)
+def test_check_env_specs_state(env_id, num_envs):
+    env = RoboHiveEnv(env_id, num_envs=num_envs)
+    batch = () if num_envs is None else (num_envs,)
+    assert env.batch_size == batch
     check_env_specs(env, seed=0)
     assert_step_output_is_complete(env)
     td = env.reset()
     assert td["observation"].dtype == torch.float32
     # each state key is its slice of "observation", in order
     parts = [td[key] for key in env.state_obs_keys]
-    torch.testing.assert_close(torch.cat(parts), td["observation"])
-    assert td["success"].dtype == torch.bool and td["success"].shape == (1,)
+    torch.testing.assert_close(torch.cat(parts, -1), td["observation"])
+    assert td["success"].dtype == torch.bool and td["success"].shape == (*batch, 1)
     env.close()
 
 
@@ -101,15 +104,17 @@ def test_visual_ids_state_keys_are_proprioception():
     assert env.observation_spec["observation"].shape == (18,)
 
 
+@pytest.mark.parametrize("num_envs", [None, 2], ids=["single", "batched"])
 @pytest.mark.parametrize(
     "env_id, n_cams, size",
     [("FrankaReachRandom_v2d-v0", 3, 224), ("FK1_MicroOpenRandom_v2d-v4", 4, 256)],
 )
-def test_pixels_visual_ids(env_id, n_cams, size):
-    env = RoboHiveEnv(env_id)
+def test_pixels_visual_ids(env_id, n_cams, size, num_envs):
+    env = RoboHiveEnv(env_id, num_envs=num_envs)
     check_env_specs(env, seed=0)
     assert_step_output_is_complete(env, steps=1)
     td = env.rollout(2, break_when_any_done=False)
+    td = td if num_envs is None else td[-1]  # the last sub-env: each sub-env renders its own images
     pixels = td["next", "pixels"]
     assert pixels.shape == (2, n_cams, size, size, 3) and pixels.dtype == torch.uint8
     for cam in range(n_cams):  # a real picture, not a blank buffer
@@ -344,3 +349,72 @@ def test_rollout_with_a_grad_tracking_policy():
 
     td = env.rollout(3, policy)
     assert td["action"].requires_grad and td.shape == (3,)
+
+
+# torchrl's own RoboHive test (pytorch/rl test/libs/test_misc.py::TestRoboHive::test_robohive),
+# its body unchanged, run against agenthive's RoboHiveEnv. The state case runs on every arm
+# and kitchen id; the rendering cases (all cameras at 224x224, 15-40 s each on a 2-core CPU)
+# on one arm, one kitchen and one visual id.
+TORCHRL_RENDER_IDS = [REACH, "FK1_MicroOpenRandom-v4", "FrankaReachRandom_v2d-v0"]
+TORCHRL_CASES = [(i, False, False) for i in ARM_AND_KITCHEN_IDS] + [
+    (i, p, d) for i in TORCHRL_RENDER_IDS for p, d in [(True, False), (False, True), (True, True)]
+]
+
+
+@pytest.mark.parametrize("envname, from_pixels, from_depths", TORCHRL_CASES)
+def test_torchrl_robohive_test_passes(envname, from_pixels, from_depths):
+    from tensordict import LazyStackedTensorDict, is_tensor_collection
+
+    if any(substr in envname for substr in ("_vr3m", "_vrrl", "_vflat", "_vvc1s")):
+        return
+    if "Adroit" in envname:
+        return
+    if from_pixels and len(RoboHiveEnv.get_available_cams(env_name=envname)) == 0:
+        return
+    env = RoboHiveEnv(envname, from_pixels=from_pixels, from_depths=from_depths)
+    # Make sure that the stack is dense
+    for val in env.rollout(4).values(True):
+        if is_tensor_collection(val):
+            assert not isinstance(val, LazyStackedTensorDict)
+            assert not val.is_empty()
+    check_env_specs(env)
+    # and what the test does not check: a depth asked for is rendered
+    assert ("depth" in env.observation_spec.keys()) == from_depths
+
+
+def test_from_depths_is_depth_and_depth_alone_renders_no_pixels():
+    env = RoboHiveEnv(REACH, from_depths=True, cameras=["top_cam"], image_size=(32, 32))
+    td = env.reset()
+    assert "pixels" not in td.keys() and td["depth"].shape == (1, 32, 32, 1) and td["depth"].std() > 0
+    assert "observation" in td.keys()
+    with pytest.raises(ValueError, match="depth=True and from_depths=False contradict"):
+        RoboHiveEnv(REACH, depth=True, from_depths=False)
+
+
+def test_get_available_cams():
+    assert RoboHiveEnv.get_available_cams(env_name=REACH) == ["left_cam", "right_cam", "top_cam", "Franka_wrist_cam"]
+
+
+def test_keywords_robohive_would_ignore_raise():
+    with pytest.raises(TypeError) as err:
+        RoboHiveEnv(REACH, reward_mod="sparse", colour="red")
+    message = str(err.value)
+    assert "['colour', 'reward_mod']" in message and "Unused kwargs" in message
+    assert "'reward_mode'" in message and "'from_pixels'" in message  # RoboHive's and agenthive's accepted ones
+    # RoboHive keywords of the id's classes pass: Robot's, MujocoEnv._setup's, the task's _setup's
+    env = RoboHiveEnv(REACH, reward_mode="sparse", noise_scale=0.0, target_xyz_range={"high": [0.2, 0.3, 1.2], "low": [0.2, 0.3, 1.2]})
+    assert env.rollout(2)["next", "reward"].le(0).all()
+    RoboHiveEnv("FK1_MicroOpenRandom-v4", robot_jnt_reset_noise_scale=0.1, categorical_action_encoding=False)
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs, refused",
+    [
+        ("FrankaReachRandom_vr3m18-v0", {}, "rgb:left_cam:224x224:r3m18"),
+        (REACH, {"visual_keys": ["d:top_cam:64x64:2d"]}, "d:top_cam:64x64:2d"),
+    ],
+)
+def test_visual_keys_it_cannot_honour_are_refused(env_id, kwargs, refused):
+    # refused before RoboHive builds the env (which would download the encoder)
+    with pytest.raises(ValueError, match=rf"cannot honour \[.*'{refused}'.*depth=True.*R3MTransform"):
+        RoboHiveEnv(env_id, **kwargs)

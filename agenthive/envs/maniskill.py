@@ -240,7 +240,10 @@ class ManiSkillEnv(CompleteStep, EnvBase):
             (ManiSkill would otherwise ask on stdin).
         ValueError: unknown task, unknown ``sim_backend``, or ``num_envs > 1`` on
             ``physx_cpu``.
-        RuntimeError: ``physx_cuda`` without a CUDA GPU.
+        RuntimeError: ``physx_cuda`` without a CUDA GPU, which includes ``num_envs > 1``
+            with ``sim_backend="auto"`` on a CPU machine. Unlike ``RoboHiveEnv(num_envs=N)``,
+            which steps N MuJoCo simulators in threads, ManiSkill's CPU backend holds one
+            env per process: batch it with ``ParallelEnv`` or collector workers.
 
     Examples:
         >>> from functools import partial
@@ -344,13 +347,22 @@ class ManiSkillEnv(CompleteStep, EnvBase):
     def _check_sim_backend(sim_backend: str, num_envs: int) -> str:
         if sim_backend not in SIM_BACKENDS:
             raise ValueError(f"sim_backend must be one of {SIM_BACKENDS}, got {sim_backend!r}.")
+        asked = sim_backend
         if sim_backend == "auto":
             sim_backend = "physx_cuda" if num_envs > 1 else "physx_cpu"
-        cpu_hint = "On a CPU machine batch single envs instead: ParallelEnv(N, partial(ManiSkillEnv, name, ...))."
+        cpu_hint = (
+            "On a CPU machine batch single envs instead (num_envs unset): "
+            "ParallelEnv(N, partial(ManiSkillEnv, name, ...)), or collector workers of single envs."
+        )
         if sim_backend == "physx_cpu" and num_envs > 1:
             raise ValueError(f"sim_backend='physx_cpu' simulates one env per process, got num_envs={num_envs}. {cpu_hint}")
         if sim_backend == "physx_cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"sim_backend='physx_cuda' needs a CUDA GPU and torch sees none. {cpu_hint}")
+            why = (
+                f"num_envs={num_envs} with sim_backend='auto' picks physx_cuda (physx_cpu simulates one env per process), and "
+                if asked == "auto"
+                else ""
+            )
+            raise RuntimeError(f"{why}sim_backend='physx_cuda' needs a CUDA GPU and torch sees none. {cpu_hint}")
         return sim_backend
 
     @_classproperty

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import difflib
 import importlib.util
+import inspect
 import io
 import os
 import weakref
@@ -85,6 +86,10 @@ def _credit_once() -> None:
         prompt_utils.PROMPT_CACHE.append(hash(MujocoEnv.DEFAULT_CREDIT))  # RoboHive's own "printed once" record
     else:
         os.environ[_CREDITED] = "1"
+
+
+def _camera_names(model) -> list[str]:
+    return [model.camera(i).name for i in range(model.ncam)]
 
 
 def _parse_visual_keys(visual_keys) -> tuple[list[str], tuple[int, int] | None]:
@@ -198,7 +203,10 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
         image_size (tuple of int, optional): ``(height, width)``. Defaults to the size in
             the id's ``visual_keys``, else ``(224, 224)``.
         depth (bool): also render depth (meters, ``float32`` ``[n_cams, H, W, 1]``) under
-            ``"depth"``. Defaults to ``False``; no depth pass is made otherwise.
+            ``"depth"``; with ``from_pixels=False``, depth alone. Defaults to ``False``; no
+            depth pass is made otherwise.
+        from_depths (bool, optional): torchrl's name for ``depth`` (its ``RoboHiveEnv``);
+            give one of the two.
         shadows (bool): render shadows. Defaults to ``True``. Shadows are most of the
             rendering cost on a CPU (llvmpipe); ``False`` keeps the lighting and shading.
         shadow_size (int): shadow map resolution. Defaults to 1024 (RoboHive's models ask
@@ -235,6 +243,7 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
         cameras: list[str] | None = None,
         image_size: tuple[int, int] | None = None,
         depth: bool = False,
+        from_depths: bool | None = None,
         shadows: bool = True,
         shadow_size: int = 1024,
         anti_aliasing: bool = False,
@@ -244,13 +253,19 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
         batch_size=None,
         **kwargs,
     ):
-        if batch_size is not None and tuple(batch_size) != ():
+        expected = self._batch_shape()
+        if batch_size is not None and tuple(batch_size) != expected:
             raise ValueError(
-                f"RoboHiveWrapper is a single environment (batch_size=[]), got batch_size={batch_size}: "
-                "batch several with torchrl.envs.ParallelEnv(N, EnvCreator(lambda: RoboHiveEnv(...)))."
+                f"{type(self).__name__} has batch_size={list(expected)}, got batch_size={list(batch_size)}: "
+                "batch several simulators with RoboHiveEnv(name, num_envs=N) (threads, one process) or "
+                "torchrl.envs.ParallelEnv(N, EnvCreator(lambda: RoboHiveEnv(...))) (processes)."
             )
         if not isinstance(frame_skip, int) or frame_skip < 1:
             raise ValueError(f"frame_skip must be a positive integer, got {frame_skip!r}.")
+        if from_depths is not None:
+            if depth and not from_depths:
+                raise ValueError("depth=True and from_depths=False contradict each other; from_depths is torchrl's name for depth.")
+            depth = bool(from_depths)
         device = torch.device("cpu" if device is None else device)
         super().__init__(
             env=env,
@@ -265,8 +280,13 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
             max_episode_steps=max_episode_steps,
             frame_skip=frame_skip,
             device=device,
+            batch_size=expected,
             **kwargs,
         )
+
+    def _batch_shape(self) -> tuple[int, ...]:
+        """The env's batch size: ``()`` for one simulator."""
+        return ()
 
     @_classproperty
     def available_envs(cls) -> list[str]:
@@ -306,28 +326,31 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
         self.max_episode_steps = max_episode_steps or (spec.max_episode_steps if spec is not None else None)
         visual_cameras, visual_size = _parse_visual_keys(unwrapped.visual_keys)
         self.from_pixels = bool(visual_cameras) if from_pixels is None else bool(from_pixels)
-        model = unwrapped.sim.model
-        model_cameras = [model.camera(i).name for i in range(model.ncam)]
-        if self.from_pixels:
-            cameras = list(cameras or visual_cameras or model_cameras)
-            unknown = [c for c in cameras if c not in model_cameras]
-            if unknown:
-                raise ValueError(f"Unknown camera(s) {unknown} for {self._id(env)}; this model has {model_cameras}.")
-            if not cameras:
-                raise ValueError(f"from_pixels=True but {self._id(env)} has no camera.")
+        renders = self.from_pixels or depth
+        if renders:
+            cameras = list(cameras or visual_cameras or _camera_names(unwrapped.sim.model))
+            self._check_cameras(env, cameras)
             height, width = image_size or visual_size or (224, 224)
             if height <= 0 or width <= 0:
                 raise ValueError(f"image_size must be two positive integers (height, width), got {image_size}.")
             self.image_size = (int(height), int(width))
-        elif cameras or depth or pixels_only:
-            raise ValueError("cameras, depth and pixels_only need from_pixels=True.")
-        self.cameras = cameras if self.from_pixels else []
+        elif cameras or pixels_only:
+            raise ValueError("cameras and pixels_only need from_pixels=True or depth=True.")
+        self.cameras = cameras if renders else []
         self.pixels_only = pixels_only
         self.depth = depth
         self._render_options = dict(shadows=shadows, anti_aliasing=anti_aliasing, shadow_size=shadow_size)
         self._renderer = None
         self._elapsed = 0
         return unwrapped
+
+    def _check_cameras(self, env, cameras: list[str]) -> None:
+        model_cameras = _camera_names(env.unwrapped.sim.model)
+        unknown = [c for c in cameras if c not in model_cameras]
+        if unknown:
+            raise ValueError(f"Unknown camera(s) {unknown} for {self._id(env)}; this model has {model_cameras}.")
+        if not cameras:
+            raise ValueError(f"{self._id(env)} has no camera to render pixels or depth from.")
 
     @staticmethod
     def _id(env) -> str:
@@ -351,33 +374,33 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
             self._slices[key] = slice(start, start + size)
             start += size
 
+        b, device = self._batch_shape(), self.device  # specs of a batched env lead with [N]
         obs_spec = {}
         if self.state_obs_keys:
-            obs_spec["observation"] = Unbounded((start,), dtype=torch.float32, device=self.device)
+            obs_spec["observation"] = Unbounded((*b, start), dtype=torch.float32, device=device)
             for key, size in zip(self.state_obs_keys, sizes):
-                obs_spec[key] = Unbounded((size,), dtype=torch.float32, device=self.device)
+                obs_spec[key] = Unbounded((*b, size), dtype=torch.float32, device=device)
+        image = (*b, len(self.cameras), *self.image_size) if self.cameras else None
         if self.from_pixels:
-            height, width = self.image_size
-            n = len(self.cameras)
-            obs_spec["pixels"] = Bounded(0, 255, (n, height, width, 3), dtype=torch.uint8, device=self.device)
-            if self.depth:
-                obs_spec["depth"] = Unbounded((n, height, width, 1), dtype=torch.float32, device=self.device)
-        flag = dict(n=2, shape=(1,), dtype=torch.bool, device=self.device)
+            obs_spec["pixels"] = Bounded(0, 255, (*image, 3), dtype=torch.uint8, device=device)
+        if self.depth:
+            obs_spec["depth"] = Unbounded((*image, 1), dtype=torch.float32, device=device)
+        flag = dict(n=2, shape=(*b, 1), dtype=torch.bool, device=device)
         obs_spec["success"] = Categorical(**flag)
-        self.observation_spec = Composite(obs_spec, device=self.device)
+        self.observation_spec = Composite(obs_spec, shape=b, device=device)
         self.full_done_spec = Composite(
-            done=Categorical(**flag), terminated=Categorical(**flag), truncated=Categorical(**flag), device=self.device
+            done=Categorical(**flag), terminated=Categorical(**flag), truncated=Categorical(**flag), shape=b, device=device
         )
-        self.reward_spec = Unbounded((1,), dtype=torch.float32, device=self.device)
+        self.reward_spec = Unbounded((*b, 1), dtype=torch.float32, device=device)
         space = env.action_space
         self.action_spec = Bounded(
-            torch.as_tensor(space.low, dtype=torch.float32),
-            torch.as_tensor(space.high, dtype=torch.float32),
-            space.shape,
+            torch.as_tensor(space.low, dtype=torch.float32).expand(*b, *space.shape),
+            torch.as_tensor(space.high, dtype=torch.float32).expand(*b, *space.shape),
+            (*b, *space.shape),
             dtype=torch.float32,
-            device=self.device,
+            device=device,
         )
-        self._action_shape = tuple(space.shape)
+        self._action_shape = (*b, *space.shape)
 
     def _init_env(self):
         self._env.reset()
@@ -400,7 +423,7 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
             out["observation"] = flat
             for key, sl in self._slices.items():
                 out[key] = flat[sl]  # views of "observation": no copy
-        if self.from_pixels:
+        if self.cameras:
             self._render(out)
         # the four flags as views of one tensor: one conversion per step instead of four
         flags = torch.from_numpy(np.array([solved, terminated, truncated, terminated or truncated], dtype=bool))
@@ -411,19 +434,21 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
         # a TensorDict without the env's device would be cast by torchrl at every step
         return td if self.device.type == "cpu" else td.to(self.device, non_blocking=True)
 
+    def _new_renderer(self, env) -> _CameraRenderer:
+        gpu_id = (self.device.index or 0) if self.device.type == "cuda" else None
+        return _CameraRenderer(env.sim_obsd.model.ptr, *self.image_size, gpu_id=gpu_id, **self._render_options)
+
     def _render(self, out: dict) -> None:
         renderer = self._renderer
         if renderer is None or renderer.pid != os.getpid():
-            gpu_id = (self.device.index or 0) if self.device.type == "cuda" else None
-            renderer = self._renderer = _CameraRenderer(
-                self._env.sim_obsd.model.ptr, *self.image_size, gpu_id=gpu_id, **self._render_options
-            )
+            renderer = self._renderer = self._new_renderer(self._env)
         data = self._env.sim_obsd.data.ptr
         n, (height, width) = len(self.cameras), self.image_size
         # MuJoCo renders straight into the tensors' memory
-        pixels = torch.empty((n, height, width, 3), dtype=torch.uint8)
-        renderer.rgb(data, self.cameras, pixels.numpy())
-        out["pixels"] = pixels
+        if self.from_pixels:
+            pixels = torch.empty((n, height, width, 3), dtype=torch.uint8)
+            renderer.rgb(data, self.cameras, pixels.numpy())
+            out["pixels"] = pixels
         if self.depth:
             depth = torch.empty((n, height, width, 1), dtype=torch.float32)
             renderer.depth(data, self.cameras, depth.numpy())
@@ -463,7 +488,7 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
         super().close(raise_if_closed=raise_if_closed)
 
     def __repr__(self) -> str:
-        pixels = f", cameras={self.cameras}, image_size={self.image_size}" if self.from_pixels else ""
+        pixels = f", cameras={self.cameras}, image_size={self.image_size}" if self.cameras else ""
         return f"{type(self).__name__}(env={self._id(self._env)}{pixels}, frame_skip={self.frame_skip}, device={self.device})"
 
 
@@ -476,9 +501,23 @@ class RoboHiveEnv(RoboHiveWrapper):
             (:attr:`available_envs` lists them).
 
     Keyword Args:
+        num_envs (int, optional): hold this many simulators of the id in this process, as
+            one env of batch size ``[num_envs]`` (every key and spec gains a leading
+            ``[num_envs]``); each step hands the sub-steps to a thread pool (MuJoCo releases
+            the GIL while it simulates). ``None`` (default): one simulator, batch size ``[]``.
+            See ``agenthive.envs.robohive_batched``.
+        num_threads (int, optional): with ``num_envs``, the threads that step the
+            sub-envs. Defaults to the cores available to this process (at most
+            ``num_envs``); ``0`` or ``1`` steps them one after the other.
+        categorical_action_encoding (bool): accepted for torchrl's ``RoboHiveEnv``
+            signature; RoboHive's actions are continuous, so, as in torchrl, it changes
+            nothing.
         **kwargs: the rendering, time-limit, ``frame_skip`` and ``device`` options of
-            :class:`RoboHiveWrapper`; any other keyword goes to RoboHive's constructor
-            (e.g. ``reward_mode="sparse"``, ``obs_keys=[...]``).
+            :class:`RoboHiveWrapper` (``from_depths`` is torchrl's name for ``depth``); any
+            other keyword goes to RoboHive's constructor (e.g. ``reward_mode="sparse"``,
+            ``obs_keys=[...]``). A keyword that RoboHive's class for the id does not take
+            (RoboHive would print a warning and ignore it) raises a ``TypeError`` naming
+            the accepted ones.
 
     The simulator backend comes from the ``sim_backend`` environment variable, as in
     RoboHive: ``MUJOCO`` (the default) or ``MUJOCO_PY``.
@@ -495,19 +534,58 @@ class RoboHiveEnv(RoboHiveWrapper):
         >>> env = RoboHiveEnv("FrankaReachRandom-v0", from_pixels=True, cameras=["top_cam"], image_size=(64, 64))
         >>> env.reset()["pixels"].shape
         torch.Size([1, 64, 64, 3])
+        >>> batch = RoboHiveEnv("FrankaReachRandom-v0", num_envs=4, num_threads=2)
+        >>> batch.rollout(3)["next", "observation"].shape
+        torch.Size([4, 3, 21])
+        >>> batch.close()
     """
 
     _WRAPPER_OPTIONS = (
-        "from_pixels", "pixels_only", "cameras", "image_size", "depth", "shadows", "shadow_size",
+        "from_pixels", "pixels_only", "cameras", "image_size", "depth", "from_depths", "shadows", "shadow_size",
         "anti_aliasing", "max_episode_steps", "frame_skip", "device", "batch_size",
         "allow_done_after_reset", "spec_locked",
     )
 
-    def __init__(self, env_name: str, **kwargs):
+    def __new__(cls, *args, num_envs: int | None = None, **kwargs):
+        if num_envs is not None and cls is RoboHiveEnv:
+            from agenthive.envs.robohive_batched import BatchedRoboHiveEnv
+
+            cls = BatchedRoboHiveEnv
+        return super(RoboHiveEnv, cls).__new__(cls, *args, **kwargs)
+
+    def __init__(
+        self,
+        env_name: str,
+        *,
+        num_envs: int | None = None,
+        num_threads: int | None = None,
+        categorical_action_encoding: bool = False,
+        **kwargs,
+    ):
+        if num_envs is not None or num_threads is not None:
+            raise ValueError(
+                f"num_threads={num_threads} needs num_envs=N (the threads step N simulators); got num_envs={num_envs}."
+            )
+        self._init_single(env_name, kwargs)
+
+    def _init_single(self, env_name: str, kwargs: dict) -> None:
         options = {k: kwargs.pop(k) for k in self._WRAPPER_OPTIONS if k in kwargs}
         self.env_name = env_name
         self.env_kwargs = kwargs
         super().__init__(env=None, **options)
+
+    @classmethod
+    def get_available_cams(cls, env_name: str) -> list[str]:
+        """The camera names of a RoboHive id's model (torchrl's ``RoboHiveEnv`` API).
+
+        Builds the simulator once to read them.
+        """
+        _import_robohive()
+        env = _make_gym_env(env_name, {})
+        try:
+            return _camera_names(env.unwrapped.sim.model)
+        finally:
+            env.close()
 
     def _check_kwargs(self, kwargs: dict):
         available = self.available_envs  # imports robohive, checking assets and backend
@@ -517,17 +595,81 @@ class RoboHiveEnv(RoboHiveWrapper):
             raise ValueError(
                 f"Unknown RoboHive env {self.env_name!r}.{hint} RoboHiveEnv.available_envs lists all {len(available)} ids."
             )
+        _check_visual_keys(self.env_name, self.env_kwargs)
+        accepted = _robohive_keywords(self.env_name)
+        unknown = sorted(set(self.env_kwargs) - accepted)
+        if unknown:
+            raise TypeError(
+                f"RoboHiveEnv({self.env_name!r}) got keyword(s) {unknown} that neither agenthive nor RoboHive takes "
+                f"(RoboHive would print 'Unused kwargs' and ignore them). agenthive's options: "
+                f"{sorted(self._WRAPPER_OPTIONS + ('num_envs', 'num_threads', 'categorical_action_encoding'))}; "
+                f"RoboHive's for this id: {sorted(accepted)}."
+            )
 
     def _build_env(self, env, **options):
-        import gymnasium
+        return super()._build_env(_make_gym_env(self.env_name, self.env_kwargs), **options)
 
-        try:
-            env = gymnasium.make(self.env_name, **self.env_kwargs)
-        except (FileNotFoundError, ValueError) as err:
-            if "simhive" in str(err):  # a model file of a simhive repository that is not installed
-                raise FileNotFoundError(
-                    f"{self.env_name} needs RoboHive assets that are not installed: {err}. Add the missing "
-                    "repository to your simhive folder (AGENTHIVE_SIMHIVE_DIR), or run `python -m robohive_init`."
-                ) from err
-            raise
-        return super()._build_env(env, **options)
+
+def _make_gym_env(env_name: str, env_kwargs: dict):
+    """``gymnasium.make`` of a RoboHive id; a missing simhive model file names the fix."""
+    import gymnasium
+
+    try:
+        return gymnasium.make(env_name, **env_kwargs)
+    except (FileNotFoundError, ValueError) as err:
+        if "simhive" in str(err):  # a model file of a simhive repository that is not installed
+            raise FileNotFoundError(
+                f"{env_name} needs RoboHive assets that are not installed: {err}. Add the missing "
+                "repository to your simhive folder (AGENTHIVE_SIMHIVE_DIR), or run `python -m robohive_init`."
+            ) from err
+        raise
+
+
+def _check_visual_keys(env_name: str, env_kwargs: dict) -> None:
+    """Refuses RoboHive visual keys that RoboHiveEnv would not honour, before RoboHive builds them.
+
+    RoboHiveEnv renders ``rgb:<camera>:<H>x<W>:2d`` keys itself into ``"pixels"``; RoboHive's
+    other keys ask it for depth (``d:...``) or for embeddings by a pretrained encoder
+    (``...:r3m18``, ``...:rrl50``, ...), which it downloads at construction.
+    """
+    import gymnasium
+
+    keys = env_kwargs.get("visual_keys", gymnasium.spec(env_name).kwargs.get("visual_keys")) or []
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    refused = [k for k in keys if not (k.startswith("rgb:") and k.endswith(":2d"))]
+    if refused:
+        raise ValueError(
+            f"{env_name}: RoboHiveEnv renders raw images only (visual keys 'rgb:<camera>:<H>x<W>:2d' into \"pixels\"), "
+            f"it cannot honour {refused}. For depth use depth=True; for an encoder's embeddings use the id's _v2d "
+            "variant (or from_pixels=True, cameras=[...]) and embed the pixels with a transform after batching "
+            "(agenthive.vision.R3MTransform / VIPTransform)."
+        )
+
+
+# gymnasium.make's own keywords, besides those of the env class
+_GYMNASIUM_MAKE_KEYWORDS = {"render_mode", "disable_env_checker", "apply_api_compatibility", "autoreset"}
+
+
+def _robohive_keywords(env_name: str) -> set[str]:
+    """The keywords RoboHive's class for ``env_name`` consumes.
+
+    RoboHive passes a keyword down its classes' ``__init__`` and ``_setup`` methods to
+    ``Robot(**kwargs)``, which prints "Unused kwargs found" for those left over and goes on.
+    """
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+    from robohive.robot.robot import Robot
+
+    spec = gymnasium.spec(env_name)
+    creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    names = set(spec.kwargs) | _GYMNASIUM_MAKE_KEYWORDS
+    methods = [Robot.__init__] + [
+        klass.__dict__[name] for klass in getattr(creator, "__mro__", ()) for name in ("__init__", "_setup")
+        if name in klass.__dict__
+    ]
+    for method in methods:
+        names.update(
+            p.name for p in inspect.signature(method).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+    return names - {"self", "mj_sim", "random_generator"}  # these two RoboHive fills in itself
