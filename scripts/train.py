@@ -189,10 +189,8 @@ def start_teacher(args: Args, env_config: EnvConfig) -> Teacher | None:
     return teacher
 
 
-def stop_without_teacher(error: TeacherLost, run_dir, collector, evaluator) -> None:
+def stop_without_teacher(error: TeacherLost, run_dir) -> None:
     """A teacher lost mid-run ends the run; its checkpoints stay, and ``--resume`` continues once the teacher serves again."""
-    collector.shutdown()
-    evaluator.shutdown()
     kept = list_checkpoints(run_dir)
     where = f"the last checkpoint, {kept[max(kept)].name}, is kept" if kept else "no checkpoint had been written yet"
     raise SystemExit(f"{error}: training stopped; {where}. Serve the teacher again and continue with "
@@ -230,23 +228,28 @@ def main(argv=None):
 
     next_checkpoint = (frames // args.checkpoint_every + 1) * args.checkpoint_every
     bar = tqdm(total=args.total_frames, initial=frames, desc=f"{args.algo} {args.env}", unit="frame")
-    for batch in collector:
-        frames += batch.numel()
-        curve.record_episodes(batch, frames)
-        try:
-            logged = algorithm.update(batch, frames)
-        except TeacherLost as error:
-            stop_without_teacher(error, run_dir, collector, evaluations.evaluator)
-        for key, value in logged.items():
-            logger.log_scalar(f"train/{key}", value, step=frames)
-        collector.update_policy_weights_()
-        logger.log_scalar("train/fps", bar.format_dict["rate"] or 0.0, step=frames)
-        evaluations.step(actor, frames)
-        if next_checkpoint <= frames < args.total_frames:  # (the last one is written after the final evaluation)
-            checkpoint(pending_eval=evaluations.pending)
-            next_checkpoint += args.checkpoint_every
-        bar.update(batch.numel())
-        bar.set_postfix(**curve.postfix())
+    try:
+        for batch in collector:
+            frames += batch.numel()
+            curve.record_episodes(batch, frames)
+            try:
+                logged = algorithm.update(batch, frames)
+            except TeacherLost as error:
+                stop_without_teacher(error, run_dir)
+            for key, value in logged.items():
+                logger.log_scalar(f"train/{key}", value, step=frames)
+            collector.update_policy_weights_()
+            logger.log_scalar("train/fps", bar.format_dict["rate"] or 0.0, step=frames)
+            evaluations.step(actor, frames)
+            if next_checkpoint <= frames < args.total_frames:  # (the last one is written after the final evaluation)
+                checkpoint(pending_eval=evaluations.pending)
+                next_checkpoint += args.checkpoint_every
+            bar.update(batch.numel())
+            bar.set_postfix(**curve.postfix())
+    except BaseException:  # an error or Ctrl-C: stop the workers, or the interpreter waits for them at exit
+        collector.shutdown()
+        evaluations.evaluator.shutdown()
+        raise
     bar.close()
     collector.shutdown()
 
