@@ -26,7 +26,6 @@ import math
 import numpy as np
 import torch
 
-from agenthive.serving.client import PolicyClient
 
 ANNEALS = ("none", "linear", "cosine")
 LOSSES = ("mse", "l1", "nll")
@@ -86,6 +85,8 @@ class Teacher:
 
     def __init__(self, address: str, *, observation_spec, action_spec, timeout: float = 30.0, instruction: str = ""):
         self.address, self.instruction = address, instruction or None
+        from agenthive.serving.client import PolicyClient  # here: training without a teacher needs no pyzmq
+
         host, port = parse_address(address)
         try:
             self.client = PolicyClient(host, port, timeout=timeout, ready_timeout=timeout)
