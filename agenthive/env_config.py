@@ -123,8 +123,10 @@ def make_simulator(backend: str, env: str, **kwargs) -> EnvBase:
     raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}.")
 
 
-def _robohive(config: EnvConfig, device, video_camera, video_size):
+def _robohive(config: EnvConfig, device, video_camera, video_size, num_envs=None, num_threads=None):
     kwargs = dict(config.env_kwargs, frame_skip=config.frame_skip, device=device)
+    if num_envs is not None:
+        kwargs.update(num_envs=num_envs, num_threads=num_threads)
     if config.observation != "state":
         size = (config.image_size, config.image_size)
         kwargs.update(from_pixels=True, cameras=config.cameras or None, image_size=size, shadows=False)
@@ -141,7 +143,7 @@ def _maniskill(config: EnvConfig, device, num_envs, video):
 
 
 def _with_goal_view(config: EnvConfig, env: EnvBase) -> EnvBase:
-    """A GoalView reads the simulator, so it sits on each simulator env (in each ParallelEnv worker)."""
+    """A GoalView reads the simulator, so it sits on the simulator env (each ParallelEnv worker's, or the batched one)."""
     if not config.goal_reward:
         return env
     from agenthive.goals import GoalView
@@ -154,6 +156,7 @@ def make_env(
     *,
     num_envs: int = 1,
     device: str | torch.device = "cpu",
+    num_threads: int | None = None,
     video_camera: str | None = None,
     video_size: int = 128,
 ) -> EnvBase:
@@ -163,9 +166,13 @@ def make_env(
         config: the environment and observation pipeline.
 
     Keyword Args:
-        num_envs: ``1`` gives one env (batch size ``[]``); more run in a ``ParallelEnv`` (one
-            process each), or, for ManiSkill on a CUDA device, in one GPU simulator.
+        num_envs: ``1`` gives one env (batch size ``[]``); more give batch size ``[num_envs]``:
+            RoboHive simulators in this process, stepped by threads
+            (``RoboHiveEnv(num_envs=N)``); ManiSkill on a CUDA device in one GPU simulator; ManiSkill
+            on the CPU in a ``ParallelEnv`` (one process each: ``physx_cpu`` holds one env).
         device: where the env's data lives (and RoboHive renders).
+        num_threads: threads stepping a batched RoboHive env (``None``: the cores available;
+            ``0`` or ``1``: one after the other). Give fewer when several processes step envs.
         video_camera: also keep camera images under ``"video_frames"`` (uint8
             ``[n_cams, H, W, 3]``). For state pipelines this RoboHive camera is rendered at
             ``video_size``; R3M/VIP pipelines keep their own cameras' images; ManiSkill
@@ -180,8 +187,7 @@ def make_env(
     """
     device = torch.device(device)
     if config.backend == "robohive":
-        create = functools.partial(_robohive, config, device, video_camera, video_size)
-        base = create() if num_envs == 1 else ParallelEnv(num_envs, EnvCreator(create), device=device)
+        base = _robohive(config, device, video_camera, video_size, None if num_envs == 1 else num_envs, num_threads)
     elif device.type == "cuda":  # ManiSkill: all sub-envs in one GPU simulator
         base = _maniskill(config, device, None if num_envs == 1 else num_envs, bool(video_camera))
     else:  # ManiSkill on the CPU simulates one env per process

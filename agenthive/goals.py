@@ -192,26 +192,35 @@ class RoboHiveGoalTask(GoalTask):
         return reward.to(device), success.to(device)
 
     def goals(self, env, td):
-        site_xpos = env.robohive_env.sim_obsd.data.site_xpos  # the simulator RoboHive observes through
-        achieved = torch.tensor(site_xpos[self._achieved_site], dtype=torch.float32)
-        desired = torch.tensor(site_xpos[self._target_site], dtype=torch.float32)
-        return achieved.to(env.device), desired.to(env.device)
+        achieved, desired = [], []
+        for task in env.robohive_envs:  # one simulator, or each sub-env of a batched env
+            site_xpos = task.sim_obsd.data.site_xpos  # the simulator RoboHive observes through
+            achieved.append(site_xpos[self._achieved_site])
+            desired.append(site_xpos[self._target_site])
+        return self._batched(env, achieved), self._batched(env, desired)
 
     def goal_free_observation(self, td):
         return torch.cat([td.get(key) for key in self.observation_keys], dim=-1)
 
     def set_desired_goal(self, env, goal, mask):
-        task = env.robohive_env
-        if mask.all():  # an unbatched env: the mask has one element
-            position = goal.detach().cpu().double().numpy()
-            for sim in {task.sim, task.sim_obsd}:  # RoboHive's reset writes both, too
-                sim.model.site_pos[self._target_site] = position
-                sim.forward()  # site_xpos follows site_pos
-        return torch.tensor(task.sim_obsd.data.site_xpos[self._target_site], dtype=torch.float32, device=env.device)
+        position = goal.detach().cpu().double().numpy().reshape(-1, self.goal_dim)
+        for i, task in enumerate(env.robohive_envs):
+            if mask.reshape(-1)[i]:
+                for sim in {task.sim, task.sim_obsd}:  # RoboHive's reset writes both, too
+                    sim.model.site_pos[self._target_site] = position[i]
+                    sim.forward()  # site_xpos follows site_pos
+        return self._batched(env, [task.sim_obsd.data.site_xpos[self._target_site] for task in env.robohive_envs])
 
     def sample_goals(self, env, batch_size):
-        goal = env.robohive_env.np_random.uniform(self.goal_low.numpy(), self.goal_high.numpy(), size=(*batch_size, self.goal_dim))
-        return torch.tensor(goal, dtype=torch.float32, device=env.device)
+        low, high = self.goal_low.numpy(), self.goal_high.numpy()
+        goals = [task.np_random.uniform(low, high, size=self.goal_dim) for task in env.robohive_envs]  # each sub-env's own generator
+        return self._batched(env, goals).reshape(*batch_size, self.goal_dim)
+
+    @staticmethod
+    def _batched(env, rows) -> torch.Tensor:
+        """Per-sub-env vectors as one tensor of the env's batch shape: ``[3]`` or ``[N, 3]``."""
+        stacked = torch.tensor(np.stack(rows), dtype=torch.float32)
+        return stacked.reshape(*env.batch_size, -1).to(env.device)
 
 
 class ManiSkillGoalTask(GoalTask):

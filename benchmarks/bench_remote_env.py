@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/bench_remote_env.py                # both parts, ~6 min on 2 cores
     .venv/bin/python benchmarks/bench_remote_env.py --quick        # a smoke run
+    .venv/bin/python benchmarks/bench_remote_env.py --envs-only    # part 1 only
 
-1. RoboHive FrankaReachRandom-v0, state and one 224x224 camera (top_cam, no shadows):
+1. RoboHive FrankaReachRandom-v0, state, state batched (``num_envs=8``: one request steps
+   all 8) and one 224x224 camera (top_cam, no shadows):
    ``RoboHiveEnv(...).rollout`` in this process against ``RemoteEnv.rollout`` served by
    ``python -m agenthive serve-env`` in another process on 127.0.0.1, the same pre-drawn
    actions, interleaved round by round (local, remote, local, remote, ...). Prints the median
@@ -61,7 +63,8 @@ def env_round_robin(name, kwargs, steps, rounds):
     try:
         local_kwargs = {**kwargs, "image_size": tuple(kwargs["image_size"])} if "image_size" in kwargs else kwargs
         envs = {"local": RoboHiveEnv(ENV, **local_kwargs), "remote": RemoteEnv("127.0.0.1", port)}
-        actions = torch.rand(steps, 9, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        shape = envs["local"].action_spec.shape  # [9], or [N, 9] for a batched env
+        actions = torch.rand(steps, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
         for env in envs.values():
             env.set_seed(0)
             env.rollout(min(steps, 20), Replay(actions), break_when_any_done=False)  # warm-up (renderer, connection)
@@ -149,6 +152,7 @@ def main():
     parser.add_argument("--one", choices=("distributed", "multi_async"), help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=6000, help="frames per collector run")
     parser.add_argument("--frames-per-batch", type=int, default=200)
+    parser.add_argument("--envs-only", action="store_true", help="part 1 only (RemoteEnv against the local env)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.one:
@@ -156,7 +160,10 @@ def main():
     rounds = 2 if args.quick else args.rounds
     print("| observation | steps x rounds | local steps/s | RemoteEnv steps/s | remote / local (median, min-max) |\n|---|---|---|---|---|")
     env_round_robin("state", {}, 200 if args.quick else 1000, rounds)
+    env_round_robin("state, `num_envs=8` (steps of all 8)", {"num_envs": 8}, 50 if args.quick else 250, rounds)
     env_round_robin("pixels, 1 camera 224x224", PIXELS, 10 if args.quick else 40, rounds)
+    if args.envs_only:
+        return
     print("\n| collectors | MultiAsyncCollector frames/s | DistributedCollector frames/s | distributed / multi-async (median, min-max) |\n|---|---|---|---|")
     collectors_round_robin(1000 if args.quick else args.frames, args.frames_per_batch, 1 if args.quick else max(3, rounds // 2))
 

@@ -85,7 +85,7 @@ class Args:
     goal_reward: str = arg("", "goal-conditioned (policy reads observation, achieved_goal, desired_goal) with the task's "
                            "reward (env) or 0 on success, else -1 (success); empty: not goal-conditioned")
     # collection
-    num_envs: int = arg(1, "envs stepped in parallel per collector worker (ManiSkill on cuda: in one GPU simulator)")
+    num_envs: int = arg(1, "envs per collector worker: RoboHive's in one process, stepped by threads; ManiSkill on cuda in one GPU simulator")
     collector_devices: str = arg("cpu", "comma-separated devices, one collector worker each (e.g. cuda:0,cuda:1)")
     device: str = arg("cpu", "device of the networks and the loss")
     torch_threads: int = arg(1, "torch intra-op CPU threads (small MLPs run fastest on one; 0: torch's default)")

@@ -322,3 +322,30 @@ def test_sac_her_trains_on_whole_episodes_and_resumes(tmp_path):
     with open(run_dir / "history.csv") as file:
         header = file.readline().strip().split(",")
     assert {"success_end", "success_any"} <= set(header)
+
+
+def test_batched_env_goals_match_serial_single_envs_step_for_step():
+    """``GoalView``/``GoalSetter`` on ``RoboHiveEnv(num_envs=3)`` read and write each sub-env's own simulator."""
+    from torchrl.envs import SerialEnv
+
+    batched = goal_env(functools.partial(RoboHiveEnv, REACH, num_envs=3, num_threads=2, max_episode_steps=4), reward="success")
+    serial = SerialEnv(3, functools.partial(_worker, 4))
+    check_env_specs(batched)
+    batched.set_seed(0)
+    serial.set_seed(0)
+    actions = torch.rand(10, 3, 9, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    runs = []
+    for env in (batched, serial):
+        replay = iter(actions)
+        runs.append(env.rollout(10, lambda td: td.set("action", next(replay)), break_when_any_done=False))
+    for key in ("desired_goal", "achieved_goal", "observation", ("next", "reward"), ("next", "success"), ("next", "done")):
+        torch.testing.assert_close(runs[0][key], runs[1][key], msg=f"{key} differs")
+    assert not torch.equal(runs[0]["desired_goal"][0, 0], runs[0]["desired_goal"][1, 0])  # each sub-env draws its own goal
+    # a goal written into one sub-env's step input moves that sub-env's target only
+    td = batched.reset()
+    td["desired_goal"][1] = torch.tensor([0.0, 0.3, 1.0])
+    out = batched.step(batched.rand_action(td))
+    torch.testing.assert_close(out["next", "desired_goal"][1], torch.tensor([0.0, 0.3, 1.0]))
+    torch.testing.assert_close(out["next", "desired_goal"][[0, 2]], td["desired_goal"][[0, 2]])
+    batched.close()
+    serial.close()

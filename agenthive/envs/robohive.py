@@ -298,6 +298,11 @@ class RoboHiveWrapper(CompleteStep, _EnvWrapper):
         """The RoboHive task this env steps (its ``MujocoEnv``: ``sim``, ``sim_obsd``, site ids, ``np_random``)."""
         return self._env
 
+    @property
+    def robohive_envs(self) -> list:
+        """Every RoboHive task this env steps, one per sub-env (``[robohive_env]`` for one simulator)."""
+        return [self._env]
+
     def _check_kwargs(self, kwargs: dict):
         env = kwargs.get("env")
         if env is None:

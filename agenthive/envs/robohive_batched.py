@@ -162,6 +162,11 @@ class BatchedRoboHiveEnv(RoboHiveEnv):
     def _batch_shape(self) -> tuple[int, ...]:
         return (self.num_envs,)
 
+    @property
+    def robohive_envs(self) -> list:
+        """The RoboHive task of each sub-env, in order."""
+        return list(self._envs)
+
     def _build_env(self, env, **options):
         first = super()._build_env(env, **options)
         self._envs = [first] + [_make_gym_env(self.env_name, self.env_kwargs).unwrapped for _ in range(self.num_envs - 1)]

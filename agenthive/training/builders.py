@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from pathlib import Path
 
 from torchrl.collectors import Collector, Evaluator, MultiAsyncCollector, MultiSyncCollector
@@ -37,6 +38,7 @@ def make_collector(args, env_config: EnvConfig, actor, *, frames: int, device):
     than local: torchrl's distributed collectors (:mod:`agenthive.distributed`).
     """
     devices = args.collector_devices.split(",")
+    worker_env = functools.partial(make_env, env_config, num_envs=args.num_envs, num_threads=env_threads(args))
     remaining = args.total_frames - frames
     common = dict(
         frames_per_batch=args.frames_per_batch, total_frames=remaining, storing_device=device,
@@ -48,20 +50,29 @@ def make_collector(args, env_config: EnvConfig, actor, *, frames: int, device):
         from agenthive.distributed import distributed_collector
 
         return distributed_collector(
-            functools.partial(make_env, env_config, num_envs=args.num_envs, device=devices[0]), actor,
+            functools.partial(worker_env, device=devices[0]), actor,
             backend=args.collector_backend, num_workers=args.collector_workers, sync=args.algo == "ppo",
             launcher=args.collector_launcher, tcp_port=args.tcp_port, frames_per_batch=args.frames_per_batch,
             total_frames=remaining, storing_device=device, init_random_frames=common["init_random_frames"] or -1,
         )
     if len(devices) == 1 and not args.async_collection:
-        collector = Collector(make_env(env_config, num_envs=args.num_envs, device=devices[0]), actor,
+        collector = Collector(worker_env(device=devices[0]), actor,
                               env_device=devices[0], policy_device=devices[0], **common)
     else:
-        worker_envs = [functools.partial(make_env, env_config, num_envs=args.num_envs, device=d) for d in devices]
+        worker_envs = [functools.partial(worker_env, device=d) for d in devices]
         multi = MultiAsyncCollector if args.algo == "sac" else MultiSyncCollector
         collector = multi(worker_envs, actor, env_device=devices, policy_device=devices, **common)
     collector.set_seed(args.seed + frames)  # (torchrl 0.14.1's distributed set_seed is broken: remote envs seed themselves)
     return collector
+
+
+def env_threads(args) -> int:
+    """Threads per batched RoboHive env: this machine's cores shared by the processes that step envs or train."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = args.collector_backend == "local"
+    workers = len(args.collector_devices.split(",")) if local else args.collector_workers
+    in_process = local and workers == 1 and not args.async_collection
+    return max(1, cores // (1 if in_process else workers + 1))  # the workers, and the learner beside them
 
 
 def make_evaluator(args, env_config: EnvConfig, **policy_shape) -> Evaluator:
