@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -121,6 +122,12 @@ def make_simulator(backend: str, env: str, **kwargs) -> EnvBase:
 
         return ManiSkillEnv(env, **kwargs)
     raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}.")
+
+
+def threads_per_process(processes: int) -> int:
+    """This machine's cores (those this process may run on) shared among ``processes``; at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // processes)
 
 
 def _robohive(config: EnvConfig, device, video_camera, video_size, num_envs=None, num_threads=None):

@@ -7,11 +7,13 @@
     .venv/bin/python scripts/collect.py --collector-backend distributed --collector-workers 2 --tcp-port 10003   # torchrl's DistributedCollector
 
 One collector worker per entry of ``--collector-devices``, each stepping
-``TransformedEnv(ParallelEnv(--num-envs, EnvCreator(RoboHiveEnv)), pixel pipeline)`` on
-its device (with one device, the collection runs in this process; with several, torchrl's
-``MultiAsyncCollector`` runs a process per device). On a CPU, one env per worker process is
-the fastest layout for cheap simulators (``--collector-devices cpu,cpu --num-envs 1``: twice the
-frames/s of the default on 2 cores, see benchmarks/RESULTS.md). Pixel pipelines, after the batching:
+``TransformedEnv(RoboHiveEnv(--env, num_envs=--num-envs), pixel pipeline)`` on its device:
+the simulators of a worker live in its process and are stepped by threads (the cores shared
+among the workers). With one device, the collection runs in this process; with several,
+torchrl's ``MultiAsyncCollector`` runs a process per device. On a CPU the fastest layout
+measured is a few batched envs in two workers (``--collector-devices cpu,cpu --num-envs 4``:
+1.31x ``MultiAsyncCollector(2)`` of single envs on 2 cores, see benchmarks/RESULTS.md,
+issue 15). Pixel pipelines, after the batching:
 
 * ``frames``: ToTensorImage -> Resize -> GrayScale -> CatFrames -> ObservationNorm, whose
   mean and standard deviation come from ``init_stats`` on ``--norm-init-frames`` random frames;
@@ -51,10 +53,8 @@ from torchrl.collectors import Collector, MultiAsyncCollector
 from torchrl.data import LazyMemmapStorage, TensorDictReplayBuffer
 from torchrl.envs import (
     CatFrames,
-    EnvCreator,
     GrayScale,
     ObservationNorm,
-    ParallelEnv,
     Resize,
     ToTensorImage,
     TransformedEnv,
@@ -62,7 +62,7 @@ from torchrl.envs import (
 from tqdm import tqdm
 
 from agenthive.config_args import add_dataclass_arguments, arg
-from agenthive.env_config import make_simulator
+from agenthive.env_config import make_simulator, threads_per_process
 from agenthive.vision import EMBEDDINGS
 
 
@@ -71,7 +71,8 @@ class Args:
     env: str = arg("FrankaReachRandom-v0", "RoboHive id to collect from")
     collector_devices: str = arg("cpu", "comma-separated devices, one collector worker each (e.g. cuda:0,cuda:1 or cpu,cpu)",
                                  formerly=("--devices",))
-    num_envs: int = arg(2, "simulator processes in each worker's ParallelEnv", formerly=("--envs-per-worker",))
+    num_envs: int = arg(2, "simulators in each worker (RoboHiveEnv(num_envs=N): one process, stepped by threads)",
+                        formerly=("--envs-per-worker",))
     total_frames: int = arg(4000, "frames to collect")
     frames_per_batch: int = arg(200, "frames per collector batch")
     seed: int = arg(0, "seed of the first env (the others get the next seeds)")
@@ -112,13 +113,14 @@ def parse_args(argv=None) -> Args:
 
 
 def make_worker_env(args: Args, device: str, norm_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> TransformedEnv:
-    """One worker's envs: a ParallelEnv of RoboHive simulators, then the pixel pipeline on the whole batch."""
+    """One worker's envs: a batched RoboHiveEnv, then the pixel pipeline on the whole batch."""
     render = {}
     if args.observation != "state":
         render = dict(from_pixels=True, cameras=args.cameras.split(","), image_size=(args.image_size,) * 2, shadows=False)
-    create = functools.partial(make_simulator, "robohive", args.env, device=device, **render)
-    # a ParallelEnv of one process would only add a round trip per step
-    base = create() if args.num_envs == 1 else ParallelEnv(args.num_envs, EnvCreator(create), device=device)
+    if args.num_envs > 1:
+        workers = len(args.collector_devices.split(",")) if args.collector_backend == "local" else args.collector_workers
+        render.update(num_envs=args.num_envs, num_threads=threads_per_process(workers))
+    base = make_simulator("robohive", args.env, device=device, **render)
     env = TransformedEnv(base)
     if args.observation == "frames":
         env.append_transform(ToTensorImage(in_keys=["pixels"]))  # uint8 [.., H, W, 3] -> float [.., 3, H, W] in [0, 1]

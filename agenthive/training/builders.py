@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from pathlib import Path
 
 from torchrl.collectors import Collector, Evaluator, MultiAsyncCollector, MultiSyncCollector
 from torchrl.data import HERReplayBuffer, LazyMemmapStorage, TensorDictReplayBuffer
 from torchrl.record.loggers import get_logger
 
-from agenthive.env_config import EnvConfig, make_env
+from agenthive.env_config import EnvConfig, make_env, threads_per_process
 from agenthive.evaluation.metrics import success_rate
 from agenthive.training.networks import make_eval_policy
 
@@ -67,12 +66,11 @@ def make_collector(args, env_config: EnvConfig, actor, *, frames: int, device):
 
 
 def env_threads(args) -> int:
-    """Threads per batched RoboHive env: this machine's cores shared by the processes that step envs or train."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Threads per batched RoboHive env: the cores shared by the collector workers and the learner beside them."""
     local = args.collector_backend == "local"
     workers = len(args.collector_devices.split(",")) if local else args.collector_workers
     in_process = local and workers == 1 and not args.async_collection
-    return max(1, cores // (1 if in_process else workers + 1))  # the workers, and the learner beside them
+    return threads_per_process(1 if in_process else workers + 1)
 
 
 def make_evaluator(args, env_config: EnvConfig, **policy_shape) -> Evaluator:
