@@ -27,7 +27,7 @@ from torchrl.data import Bounded, Categorical, Composite, NonTensor, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import _classproperty
 
-from agenthive.envs._complete_step import CompleteStep
+from agenthive.envs.complete_step import CompleteStep
 
 _has_maniskill = importlib.util.find_spec("mani_skill") is not None
 

@@ -31,7 +31,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs.common import _EnvWrapper
 from torchrl.envs.utils import _classproperty
 
-from agenthive.envs._complete_step import CompleteStep
+from agenthive.envs.complete_step import CompleteStep
 from agenthive.envs.robohive_assets import ensure_simhive
 
 _has_robohive = importlib.util.find_spec("robohive") is not None

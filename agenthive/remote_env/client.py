@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torchrl.envs import EnvBase
 
-from agenthive.envs._complete_step import CompleteStep
+from agenthive.envs.complete_step import CompleteStep
 from agenthive.remote_env import codec
 from agenthive.remote_env.codec import SPEC_NAMES
 from agenthive.serving import wire

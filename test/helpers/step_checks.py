@@ -1,4 +1,4 @@
-"""What agenthive's envs promise torchrl about their step outputs (``agenthive.envs._complete_step``)."""
+"""What agenthive's envs promise torchrl about their step outputs (``agenthive.envs.complete_step``)."""
 from torchrl.envs import EnvBase
 
 
