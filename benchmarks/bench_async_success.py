@@ -11,9 +11,11 @@ held for ``--chunk`` steps, as a policy trained with action repeat is played), a
 ``--period-ms`` per step, as on a robot; ``RemotePolicyModule`` drives them:
 
 * ``sync``: play the chunk out, then ask and wait;
+* ``sync, replan every chunk/2``: ask and wait every half chunk (the asynchronous runs'
+  replanning rate, without their overlap);
 * ``async``: ``asynchronous=True, prefetch_threshold=0.5`` (ask in the background when half
-  the chunk is left; overlapping actions merged by ``weighted_average``; the actions played
-  while the model thought are skipped).
+  the chunk is left; the actions played while the model thought are skipped), the
+  overlapping actions merged by ``weighted_average`` or replaced (``latest_only``).
 
 Rounds interleave the modes; each round plays ``--episodes-per-env`` whole episodes in
 every sub-env. Success is train.py's rule (RoboHive's ``solved`` on more than 5 of the
@@ -108,7 +110,12 @@ def main():
     env = make_env(config, num_envs=8)
     env.set_seed(0)
     process, port = start_server(args)
-    modes = {"sync": {}, "async, threshold 0.5": {"asynchronous": True, "prefetch_threshold": 0.5, "staleness_key": "staleness"}}
+    modes = {
+        "sync": {"staleness_key": "staleness"},
+        f"sync, replan every {args.chunk // 2}": {"replan_every": args.chunk // 2, "staleness_key": "staleness"},
+        "async, threshold 0.5, weighted_average": {"asynchronous": True, "prefetch_threshold": 0.5, "staleness_key": "staleness"},
+        "async, threshold 0.5, latest_only": {"asynchronous": True, "prefetch_threshold": 0.5, "aggregate": "latest_only", "staleness_key": "staleness"},
+    }
     results = {mode: {"successes": [], "rates": [], "staleness": [], "dry_waits": 0} for mode in modes}
     try:
         for _ in range(args.rounds):
