@@ -22,6 +22,7 @@ deterministic teacher would answer the same).
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -42,6 +43,18 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_keys(text: str) -> dict[str, str]:
+    """``--teacher-keys TEACHER_KEY=ENV_KEY[,...]`` as ``{teacher key: env key}`` (empty text: no renaming)."""
+    keys = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        teacher_key, equals, env_key = (part.strip() for part in pair.partition("="))
+        if not equals or not teacher_key or not env_key or teacher_key in keys:
+            raise SystemExit(f"--teacher-keys {text!r}: expected TEACHER_KEY=ENV_KEY[,...], each teacher key once "
+                             f"(e.g. state=observation); {pair!r} is not")
+        keys[teacher_key] = env_key
+    return keys
+
+
 def check_teacher_args(args) -> None:
     """Refuses teacher flags that cannot run, saying why."""
     if not args.teacher:
@@ -57,6 +70,7 @@ def check_teacher_args(args) -> None:
         raise SystemExit(f"--teacher-timeout {args.teacher_timeout}: expected seconds > 0")
     if args.teacher_coef < 0:
         raise SystemExit(f"--teacher-coef {args.teacher_coef}: expected a weight >= 0")
+    parse_keys(args.teacher_keys)
 
 
 def teacher_coefficient(coef: float, anneal: str, frames: int, total_frames: int) -> float:
@@ -77,13 +91,21 @@ class Teacher:
         observation_spec, action_spec: the env's, checked against what the teacher announces.
         timeout: seconds to wait for each reply; a teacher silent that long is lost.
         instruction: the language instruction, for a teacher that takes one (a VLA).
+        keys: ``{teacher's observation name: env key}`` for the names that differ
+            (``--teacher-keys``); the others are read from the env key of the same name.
+
+    Attributes:
+        requests, request_seconds: how many requests were sent to the teacher in training and
+            the wall time spent waiting for their replies (the teacher's cost to the run).
 
     Raises:
-        SystemExit: nothing answers at ``address``, or the teacher's observations or action
-            do not match the env's.
+        SystemExit: nothing answers at ``address``, ``keys`` names observations the teacher
+            does not announce or the env does not have, or the teacher's observations or
+            action do not match the env's.
     """
 
-    def __init__(self, address: str, *, observation_spec, action_spec, timeout: float = 30.0, instruction: str = ""):
+    def __init__(self, address: str, *, observation_spec, action_spec, timeout: float = 30.0, instruction: str = "",
+                 keys: dict[str, str] | None = None):
         self.address, self.instruction = address, instruction or None
         from agenthive.serving.client import PolicyClient  # here: training without a teacher needs no pyzmq
 
@@ -93,21 +115,39 @@ class Teacher:
         except Exception as error:  # noqa: BLE001  (any failure to connect is reported the same way)
             raise SystemExit(f"--teacher {address}: no policy server answered there ({error}). "
                              f"Start one with `python -m agenthive start-server ... --port {port}`.") from None
-        metadata = self.client.metadata
-        missing = sorted(set(metadata.observations) - set(observation_spec.keys()))
-        action_dim = action_spec.shape[-1]
-        if missing or tuple(metadata.action_shape) != (action_dim,):
+        try:
+            self.env_keys = self._env_keys(self.client.metadata, dict(keys or {}), observation_spec, action_spec)
+        except SystemExit:
             self.client.close()
-            raise SystemExit(f"--teacher {address}: policy {metadata.name!r} reads {dict(metadata.observations)} and acts "
-                             f"{tuple(metadata.action_shape)}; the env has no {missing} observations "
-                             f"or acts ({action_dim},). The teacher's observations must be the env's keys.")
-        if metadata.takes_instruction and not instruction:
-            self.client.close()
-            raise SystemExit(f"--teacher {address}: policy {metadata.name!r} takes a language instruction: pass --teacher-instruction.")
-        self.in_keys = list(metadata.observations)
+            raise
         self.low, self.high = action_spec.space.low, action_spec.space.high
+        self.requests, self.request_seconds = 0, 0.0
         self.cache = self.known = None
         self.success = None  # its evaluation (train.py: evaluate_teacher at the start)
+
+    def _env_keys(self, metadata, keys: dict[str, str], observation_spec, action_spec) -> dict[str, str]:
+        """``{teacher's observation name: env key}`` for every observation the teacher reads, checked against both sides."""
+        where, env_keys = f"--teacher {self.address}: policy {metadata.name!r}", sorted(map(str, observation_spec.keys()))
+        unknown_teacher = sorted(set(keys) - set(metadata.observations))
+        unknown_env = sorted(set(keys.values()) - set(env_keys))
+        if unknown_teacher or unknown_env:
+            raise SystemExit(f"--teacher-keys: {where} announces no {unknown_teacher} observations (it reads "
+                             f"{sorted(metadata.observations)}); the env has no {unknown_env} keys (it has {env_keys}). "
+                             "Expected TEACHER_KEY=ENV_KEY pairs from those.")
+        mapping = {name: keys.get(name, name) for name in metadata.observations}
+        shared = sorted(key for key in set(mapping.values()) if list(mapping.values()).count(key) > 1)
+        if shared:
+            raise SystemExit(f"--teacher-keys: {where} would read env keys {shared} under two names ({mapping}); "
+                             "expected one teacher observation per env key.")
+        missing = sorted(name for name, key in mapping.items() if key not in env_keys)
+        action_dim = action_spec.shape[-1]
+        if missing or tuple(metadata.action_shape) != (action_dim,):
+            raise SystemExit(f"{where} reads {dict(metadata.observations)} and acts {tuple(metadata.action_shape)}; the env "
+                             f"has no {missing} observations (it has {env_keys}) or acts ({action_dim},). The teacher's "
+                             "observations must be the env's keys, or be renamed with --teacher-keys TEACHER_KEY=ENV_KEY.")
+        if metadata.takes_instruction and not self.instruction:
+            raise SystemExit(f"{where} takes a language instruction: pass --teacher-instruction.")
+        return mapping
 
     def new_batch(self, size: int, device) -> None:
         """Forgets the previous batch's answers (a new batch of ``size`` transitions follows)."""
@@ -118,11 +158,15 @@ class Teacher:
         """The teacher's actions for ``data[index]`` (a minibatch of the batch), asking only for those not asked yet."""
         ask = index[~self.known[index]]
         if ask.numel():
-            obs = {key: data[key][ask].cpu().numpy() for key in self.in_keys}
+            obs = {name: data[key][ask].cpu().numpy() for name, key in self.env_keys.items()}
+            started = time.perf_counter()
             try:
                 reply = self.client.act(obs, instruction=self.instruction)
             except Exception as error:  # noqa: BLE001  (a timeout, a dead server, a refused request: the run cannot go on)
                 raise TeacherLost(f"the teacher at {self.address} stopped answering ({type(error).__name__}: {error})") from error
+            finally:
+                self.requests += 1
+                self.request_seconds += time.perf_counter() - started
             first = np.asarray(reply["actions"])[:, 0]
             self.cache[ask] = torch.as_tensor(first, dtype=self.cache.dtype, device=self.cache.device)
             self.known[ask] = True
@@ -144,15 +188,22 @@ def teacher_loss(actor, minibatch, target: torch.Tensor, kind: str) -> torch.Ten
     return error.sum(-1).mean()
 
 
-def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, timeout: float = 30.0, instruction: str = "") -> dict[str, float]:
-    """The served teacher's success rates and mean return on ``episodes`` episodes of ``env_config`` (the student's evaluation rules)."""
+def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, timeout: float = 30.0, instruction: str = "",
+                     keys: dict[str, str] | None = None) -> dict[str, float]:
+    """The served teacher's success rates and mean return on ``episodes`` episodes of ``env_config`` (the student's evaluation rules).
+
+    ``keys``: ``{teacher's observation name: env key}`` for every observation it reads (:attr:`Teacher.env_keys`);
+    None: the env's keys of the same names.
+    """
     from agenthive.env_config import make_env
     from agenthive.evaluation.metrics import episode_records, run_episodes, success_rates
     from agenthive.modules import RemotePolicyModule
 
     host, port = parse_address(address)
     env = make_env(env_config)
-    policy = RemotePolicyModule(host, port, timeout=timeout, instruction=instruction or None, observation_spec=env.observation_spec, action_spec=env.action_spec)
+    in_keys = {env_key: name for name, env_key in keys.items()} if keys else None
+    policy = RemotePolicyModule(host, port, in_keys=in_keys, timeout=timeout, instruction=instruction or None,
+                                observation_spec=env.observation_spec, action_spec=env.action_spec)
     try:
         records = episode_records(run_episodes(env, policy, episodes, seed=seed), env_config.success_steps)
     finally:
