@@ -131,6 +131,24 @@ def test_teacher_keys_feed_a_teacher_reading_state_from_the_envs_observation_and
     assert requests and int(requests[1]) == 4 and 0 < float(requests[2]) <= float(requests[3]) + 1, guided.stdout[-2000:]
 
 
+def test_openpi_teacher_is_asked_over_its_websocket_protocol_with_the_observations_named_by_teacher_keys(tmp_path):
+    main = _train_script().main
+    with pytest.raises(SystemExit, match="openpi servers do not announce their observation names; name each with --teacher-keys"):
+        main(["--run-dir", str(tmp_path / "unnamed"), "--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-protocol", "openpi"])
+    seven = f'{{"obs_dim": 21, "action_dim": 7, "observation_key": "state"}}'
+    with PolicyServerProcess(TEACHER[0], "--openpi-port", "0", kwargs=seven) as server:
+        with pytest.raises(SystemExit, match=r"\(openpi\): answered actions of shape \(2, 7\); expected \(chunk, 9\)"):
+            main(["--run-dir", str(tmp_path / "seven"), "--algo", "ppo", "--teacher", f"127.0.0.1:{server.openpi_port}",
+                  "--teacher-protocol", "openpi", "--teacher-keys", "state=observation"])
+    kwargs = f'{{"obs_dim": 21, "action_dim": 9, "value": {CONSTANT}, "observation_key": "state"}}'
+    with PolicyServerProcess(TEACHER[0], "--openpi-port", "0", kwargs=kwargs) as server:
+        address = f"127.0.0.1:{server.openpi_port}"
+        guided = run(train(tmp_path / "openpi", "--total-frames", "200", *QUICK, "--teacher", address,
+                           "--teacher-protocol", "openpi", "--teacher-keys", "state=observation"))
+    assert f"teacher {address}: success rate" in guided.stdout, guided.stdout[-2000:]
+    assert re.search(r"teacher requests: 4 in [\d.]+s", guided.stdout), guided.stdout[-2000:]
+
+
 def test_unreachable_teacher_fails_at_the_start_naming_its_address(tmp_path):
     port = free_port_pair()
     started = time.monotonic()

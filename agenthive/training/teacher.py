@@ -18,6 +18,14 @@ epoch, the teacher's answer for each transition of the batch is cached across th
 epochs: the teacher is asked once per transition, which spares a slow server
 ``ppo_epochs - 1`` of every ``ppo_epochs`` requests (the observations do not change, so a
 deterministic teacher would answer the same).
+
+Its observations are the env's keys of the same names, or renamed by ``--teacher-keys
+TEACHER_KEY=ENV_KEY``. ``--teacher-protocol openpi`` asks an openpi websocket server
+instead (:class:`agenthive.serving.openpi.OpenPIClient`): openpi announces no observation
+names, so ``--teacher-keys`` names them all, and it has no batching, so each transition is
+one request on its own connection (a new episode each: the transitions of a minibatch are
+not in order). ``Teacher.requests`` and ``Teacher.request_seconds`` count what the
+teacher cost the run (train.py prints them at the end).
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ import torch
 
 ANNEALS = ("none", "linear", "cosine")
 LOSSES = ("mse", "l1", "nll")
+PROTOCOLS = ("agenthive", "openpi")
 
 
 class TeacherLost(RuntimeError):
@@ -70,7 +79,11 @@ def check_teacher_args(args) -> None:
         raise SystemExit(f"--teacher-timeout {args.teacher_timeout}: expected seconds > 0")
     if args.teacher_coef < 0:
         raise SystemExit(f"--teacher-coef {args.teacher_coef}: expected a weight >= 0")
-    parse_keys(args.teacher_keys)
+    if args.teacher_protocol not in PROTOCOLS:
+        raise SystemExit(f"--teacher-protocol {args.teacher_protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if not parse_keys(args.teacher_keys) and args.teacher_protocol == "openpi":
+        raise SystemExit("--teacher-protocol openpi: openpi servers do not announce their observation names; name each with "
+                         "--teacher-keys TEACHER_KEY=ENV_KEY[,...] (e.g. observation/state=observation)")
 
 
 def teacher_coefficient(coef: float, anneal: str, frames: int, total_frames: int) -> float:
@@ -93,6 +106,11 @@ class Teacher:
         instruction: the language instruction, for a teacher that takes one (a VLA).
         keys: ``{teacher's observation name: env key}`` for the names that differ
             (``--teacher-keys``); the others are read from the env key of the same name.
+            An openpi teacher announces no names: ``keys`` names every observation it reads.
+        protocol: ``"agenthive"`` (a ``start-server`` policy, asked one batched request per
+            minibatch) or ``"openpi"`` (openpi's websocket servers: one observation per
+            request and connection, as openpi has no batching; the action's shape is checked
+            by one request for zero observations at the start).
 
     Attributes:
         requests, request_seconds: how many requests were sent to the teacher in training and
@@ -105,18 +123,14 @@ class Teacher:
     """
 
     def __init__(self, address: str, *, observation_spec, action_spec, timeout: float = 30.0, instruction: str = "",
-                 keys: dict[str, str] | None = None):
-        self.address, self.instruction = address, instruction or None
-        from agenthive.serving.client import PolicyClient  # here: training without a teacher needs no pyzmq
-
-        host, port = parse_address(address)
+                 keys: dict[str, str] | None = None, protocol: str = "agenthive"):
+        self.address, self.instruction, self.protocol = address, instruction or None, protocol
+        self.client = _connect(address, protocol, timeout)
         try:
-            self.client = PolicyClient(host, port, timeout=timeout, ready_timeout=timeout)
-        except Exception as error:  # noqa: BLE001  (any failure to connect is reported the same way)
-            raise SystemExit(f"--teacher {address}: no policy server answered there ({error}). "
-                             f"Start one with `python -m agenthive start-server ... --port {port}`.") from None
-        try:
-            self.env_keys = self._env_keys(self.client.metadata, dict(keys or {}), observation_spec, action_spec)
+            if protocol == "openpi":
+                self.env_keys = self._openpi_keys(dict(keys or {}), observation_spec, action_spec)
+            else:
+                self.env_keys = self._env_keys(self.client.metadata, dict(keys or {}), observation_spec, action_spec)
         except SystemExit:
             self.client.close()
             raise
@@ -149,6 +163,24 @@ class Teacher:
             raise SystemExit(f"{where} takes a language instruction: pass --teacher-instruction.")
         return mapping
 
+    def _openpi_keys(self, keys: dict[str, str], observation_spec, action_spec) -> dict[str, str]:
+        """``keys``, checked against the env; the openpi teacher's action shape, checked by asking it once."""
+        env_keys = sorted(map(str, observation_spec.keys()))
+        unknown_env = sorted(set(keys.values()) - set(env_keys))
+        if not keys or unknown_env:
+            raise SystemExit(f"--teacher-keys: the env has no {unknown_env} keys (it has {env_keys}); the openpi teacher at "
+                             f"{self.address} reads only the observations named there: expected TEACHER_KEY=ENV_KEY pairs.")
+        zeros = {name: observation_spec[key].zero().unsqueeze(0).cpu().numpy() for name, key in keys.items()}
+        try:
+            actions = np.asarray(self.client.act(zeros, instruction=self.instruction)["actions"])
+        except Exception as error:  # noqa: BLE001  (a refused observation, a timeout: the teacher cannot be used)
+            raise SystemExit(f"--teacher {self.address} (openpi): a request with observations {sorted(keys)} "
+                             f"failed ({type(error).__name__}: {error})") from None
+        if actions.ndim != 3 or actions.shape[-1] != action_spec.shape[-1]:
+            raise SystemExit(f"--teacher {self.address} (openpi): answered actions of shape {actions.shape[1:]}; expected "
+                             f"(chunk, {action_spec.shape[-1]}) for the env's action of {action_spec.shape[-1]}")
+        return keys
+
     def new_batch(self, size: int, device) -> None:
         """Forgets the previous batch's answers (a new batch of ``size`` transitions follows)."""
         self.cache = torch.zeros(size, *self.low.shape, device=device)
@@ -176,6 +208,23 @@ class Teacher:
         self.client.close()
 
 
+def _connect(address: str, protocol: str, timeout: float):
+    """A ``PolicyClient`` (agenthive) or an ``OpenPIClient`` (openpi) to ``address``; SystemExit naming it when nothing answers."""
+    host, port = parse_address(address)
+    try:
+        if protocol == "openpi":
+            from agenthive.serving.openpi import OpenPIClient
+
+            return OpenPIClient(host, port, timeout=timeout)
+        from agenthive.serving.client import PolicyClient  # here: training without a teacher needs no pyzmq
+
+        return PolicyClient(host, port, timeout=timeout, ready_timeout=timeout)
+    except Exception as error:  # noqa: BLE001  (any failure to connect is reported the same way)
+        how = "openpi's serve_policy.py, or start-server --openpi-port" if protocol == "openpi" else "python -m agenthive start-server"
+        raise SystemExit(f"--teacher {address}: no {'openpi ' if protocol == 'openpi' else ''}policy server answered there ({error}). "
+                         f"Start one with `{how} ... --port {port}`.") from None
+
+
 def teacher_loss(actor, minibatch, target: torch.Tensor, kind: str) -> torch.Tensor:
     """``L`` between the student ``actor`` on ``minibatch`` and the teacher's actions ``target`` (mean over the minibatch)."""
     dist = actor.get_dist(minibatch.select(*actor.in_keys).clone())
@@ -189,7 +238,7 @@ def teacher_loss(actor, minibatch, target: torch.Tensor, kind: str) -> torch.Ten
 
 
 def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, timeout: float = 30.0, instruction: str = "",
-                     keys: dict[str, str] | None = None) -> dict[str, float]:
+                     keys: dict[str, str] | None = None, protocol: str = "agenthive") -> dict[str, float]:
     """The served teacher's success rates and mean return on ``episodes`` episodes of ``env_config`` (the student's evaluation rules).
 
     ``keys``: ``{teacher's observation name: env key}`` for every observation it reads (:attr:`Teacher.env_keys`);
@@ -202,7 +251,7 @@ def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, 
     host, port = parse_address(address)
     env = make_env(env_config)
     in_keys = {env_key: name for name, env_key in keys.items()} if keys else None
-    policy = RemotePolicyModule(host, port, in_keys=in_keys, timeout=timeout, instruction=instruction or None,
+    policy = RemotePolicyModule(host, port, in_keys=in_keys, timeout=timeout, instruction=instruction or None, protocol=protocol,
                                 observation_spec=env.observation_spec, action_spec=env.action_spec)
     try:
         records = episode_records(run_episodes(env, policy, episodes, seed=seed), env_config.success_steps)
