@@ -5,10 +5,11 @@ of the target, -1 otherwise; the policy reads ``observation``, ``achieved_goal``
 ``desired_goal``), on which plain PPO rarely sees a success.
 
 1. The teacher: a short SAC run of ``scripts/train.py`` on the same goal-conditioned view
-   with the env's dense reward (``--goal-reward env``), its last policy ``torch.save``d inside
-   a ``TensorDictSequential`` with torchrl's ``AdditiveGaussianModule`` (noise of a fixed
-   sigma, projected on the action bounds) so that it succeeds only now and then. Sigma is the
-   first of ``--sigmas`` whose measured success (``--calibration-episodes``) is at most 0.4;
+   with the env's dense reward (``--goal-reward env``), its checkpoint at ``--teacher-frames``
+   ``torch.save``d inside a ``TensorDictSequential`` with torchrl's ``AdditiveGaussianModule``
+   (noise of a fixed sigma, projected on the action bounds) so that it succeeds only now and
+   then. Sigma is the first of ``--sigmas`` (0: the checkpoint as it is, for an early one that
+   is weak already) whose measured success (``--calibration-episodes``) is at most 0.4;
    the chosen teacher is then measured again on ``--teacher-episodes`` fresh episodes (the
    number reported). It is served by a real ``python -m agenthive start-server
    torchrl-checkpoint`` process on 127.0.0.1, unchanged.
