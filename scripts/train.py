@@ -61,7 +61,7 @@ from agenthive.training.algorithms import ALGORITHMS, make_algorithm
 from agenthive.training.builders import make_collector, make_evaluator, make_logger, make_replay_buffer
 from agenthive.training.networks import make_actor
 from agenthive.training.run import EvaluationSchedule, LearningCurve, save_checkpoint, start_run
-from agenthive.training.teacher import Teacher, TeacherLost, check_teacher_args, evaluate_teacher
+from agenthive.training.teacher import Teacher, TeacherLost, check_teacher_args, evaluate_teacher, parse_keys
 
 
 @dataclass
@@ -121,6 +121,8 @@ class Args:
     teacher_timeout: float = arg(30.0, "teacher: seconds to wait for its reply; longer, and it is lost (at the start or mid-run)")
     teacher_instruction: str = arg("", "teacher: the language instruction, for a teacher that takes one (a VLA)")
     teacher_loss: str = arg("mse", "teacher: mse or l1 between the student's mean action and the teacher's, or nll (its log-likelihood)")
+    teacher_keys: str = arg("", "teacher: TEACHER_KEY=ENV_KEY[,...]: feed the teacher's observation TEACHER_KEY from the env's ENV_KEY")
+    teacher_protocol: str = arg("agenthive", "teacher: agenthive (start-server) or openpi (openpi's websocket servers; needs --teacher-keys)")
     # evaluation, checkpoints, logging
     eval_every: int = arg(10_000, "evaluate every this many frames (0: only at the end)")
     eval_episodes: int = arg(10, "episodes per evaluation")
@@ -180,10 +182,12 @@ def start_teacher(args: Args, env_config: EnvConfig) -> Teacher | None:
         return None
     probe = make_env(env_config)
     teacher = Teacher(args.teacher, observation_spec=probe.observation_spec, action_spec=probe.action_spec,
-                      timeout=args.teacher_timeout, instruction=args.teacher_instruction)
+                      timeout=args.teacher_timeout, instruction=args.teacher_instruction,
+                      keys=parse_keys(args.teacher_keys), protocol=args.teacher_protocol)
     probe.close()
     teacher.success = evaluate_teacher(args.teacher, env_config, args.eval_episodes, seed=args.seed + 20_000,
-                                       timeout=args.teacher_timeout, instruction=args.teacher_instruction)
+                                       timeout=args.teacher_timeout, instruction=args.teacher_instruction,
+                                       keys=teacher.env_keys, protocol=args.teacher_protocol)
     print(f"teacher {args.teacher}: success rate {teacher.success['success_rate']:.2f}, return {teacher.success['return']:.2f} "
           f"over {args.eval_episodes} episodes")
     return teacher
@@ -263,6 +267,7 @@ def main(argv=None):
     if teacher is not None:
         print(f"teacher {args.teacher}: success rate {teacher.success['success_rate']:.2f}, return {teacher.success['return']:.2f} "
               f"(student {final['success_rate']:.2f}, {final['return']:.2f})")
+        print(f"teacher requests: {teacher.requests} in {teacher.request_seconds:.3f}s of {curve.wall():.0f}s of training")
         teacher.close()
     print(f"wrote {written}, {run_dir / 'learning_curve.png'}, {run_dir / 'history.csv'}")
     if args.video:

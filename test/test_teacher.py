@@ -1,4 +1,5 @@
 """scripts/train.py --teacher: PPO pulled towards a policy served by a real ``start-server`` process (agenthive.training.teacher)."""
+import re
 import subprocess
 import sys
 import time
@@ -109,6 +110,43 @@ def _train_script():
 def test_bad_teacher_flags_are_refused_saying_why(tmp_path, flags, message):
     with pytest.raises(SystemExit, match=message):
         _train_script().main(["--run-dir", str(tmp_path / "run"), *flags])
+
+
+def test_teacher_keys_feed_a_teacher_reading_state_from_the_envs_observation_and_its_requests_are_timed(tmp_path):
+    kwargs = f'{{"obs_dim": 21, "action_dim": 9, "value": {CONSTANT}, "observation_key": "state"}}'
+    with PolicyServerProcess(TEACHER[0], kwargs=kwargs) as server:
+        address = f"127.0.0.1:{server.port}"
+        main = _train_script().main
+        with pytest.raises(SystemExit, match=r"reads \{'state'.*the env has no \['state'\] observations.*--teacher-keys"):
+            main(["--run-dir", str(tmp_path / "unnamed"), "--algo", "ppo", "--teacher", address])
+        unknown = r"announces no \['pose'\] observations \(it reads \['state'\]\); the env has no \['obs'\] keys \(it has \[.*'observation', 'qp_robot'.*\]\)"
+        with pytest.raises(SystemExit, match=unknown):
+            main(["--run-dir", str(tmp_path / "unknown"), "--algo", "ppo", "--teacher", address, "--teacher-keys", "pose=obs"])
+        with pytest.raises(SystemExit, match=r"--teacher-keys 'state': expected TEACHER_KEY=ENV_KEY"):
+            main(["--run-dir", str(tmp_path / "malformed"), "--algo", "ppo", "--teacher", address, "--teacher-keys", "state"])
+        guided = run(train(tmp_path / "renamed", "--total-frames", "200", *QUICK, "--teacher", address, "--teacher-keys", "state=observation"))
+    assert f"teacher {address}: success rate" in guided.stdout, guided.stdout[-2000:]
+    # one batch of 200 transitions in minibatches of 50: 4 requests in the first epoch, none in the 3 others (cached)
+    requests = re.search(r"teacher requests: (\d+) in ([\d.]+)s of (\d+)s of training", guided.stdout)
+    assert requests and int(requests[1]) == 4 and 0 < float(requests[2]) <= float(requests[3]) + 1, guided.stdout[-2000:]
+
+
+def test_openpi_teacher_is_asked_over_its_websocket_protocol_with_the_observations_named_by_teacher_keys(tmp_path):
+    main = _train_script().main
+    with pytest.raises(SystemExit, match="openpi servers do not announce their observation names; name each with --teacher-keys"):
+        main(["--run-dir", str(tmp_path / "unnamed"), "--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-protocol", "openpi"])
+    seven = f'{{"obs_dim": 21, "action_dim": 7, "observation_key": "state"}}'
+    with PolicyServerProcess(TEACHER[0], "--openpi-port", "0", kwargs=seven) as server:
+        with pytest.raises(SystemExit, match=r"\(openpi\): answered actions of shape \(2, 7\); expected \(chunk, 9\)"):
+            main(["--run-dir", str(tmp_path / "seven"), "--algo", "ppo", "--teacher", f"127.0.0.1:{server.openpi_port}",
+                  "--teacher-protocol", "openpi", "--teacher-keys", "state=observation"])
+    kwargs = f'{{"obs_dim": 21, "action_dim": 9, "value": {CONSTANT}, "observation_key": "state"}}'
+    with PolicyServerProcess(TEACHER[0], "--openpi-port", "0", kwargs=kwargs) as server:
+        address = f"127.0.0.1:{server.openpi_port}"
+        guided = run(train(tmp_path / "openpi", "--total-frames", "200", *QUICK, "--teacher", address,
+                           "--teacher-protocol", "openpi", "--teacher-keys", "state=observation"))
+    assert f"teacher {address}: success rate" in guided.stdout, guided.stdout[-2000:]
+    assert re.search(r"teacher requests: 4 in [\d.]+s", guided.stdout), guided.stdout[-2000:]
 
 
 def test_unreachable_teacher_fails_at_the_start_naming_its_address(tmp_path):

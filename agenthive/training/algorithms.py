@@ -96,7 +96,8 @@ class PPO(_Algorithm):
                 self._step(losses)
         logged = {"loss_critic": losses["loss_critic"].item()}
         if self.teacher is not None:
-            logged.update(loss_teacher=losses["loss_teacher"].item(), teacher_coef=coef)
+            logged.update(loss_teacher=losses["loss_teacher"].item(), teacher_coef=coef, teacher_requests=self.teacher.requests,
+                          teacher_request_s=self.teacher.request_seconds)  # totals so far
         return logged
 
 

@@ -83,12 +83,13 @@ class CameraPolicy(Policy):
 class ConstantPolicy(Policy):
     """The same action, ``value`` in every dimension, for any ``observation`` of ``obs_dim``; chunks of ``chunk_length``.
 
-    A teacher whose pull on a student is easy to measure (test_teacher.py).
+    A teacher whose pull on a student is easy to measure (test_teacher.py); ``observation_key``
+    names the observation it announces (a teacher whose names differ from the env's).
     """
 
-    def __init__(self, obs_dim, action_dim, value=0.5, chunk_length=2):
+    def __init__(self, obs_dim, action_dim, value=0.5, chunk_length=2, observation_key="observation"):
         self.value, self.action_dim, self.chunk_length = value, action_dim, chunk_length
-        self.metadata = PolicyMetadata("constant", {"observation": ((obs_dim,), "float32")}, (action_dim,), chunk_length=chunk_length)
+        self.metadata = PolicyMetadata("constant", {observation_key: ((obs_dim,), "float32")}, (action_dim,), chunk_length=chunk_length)
 
     def act_batch(self, observations, episodes):
         return {"actions": np.full((len(episodes), self.chunk_length, self.action_dim), self.value, np.float32)}
