@@ -168,3 +168,39 @@ def test_ppo_on_maniskill_pickcube_state(tmp_path):
     assert config["env"]["backend"] == "maniskill"
     video = imageio.mimread(run_dir / "rollout.mp4", memtest=False)  # ManiSkill's human-view camera
     assert len(video) == 50 and video[0].ndim == 3
+
+
+def _env_that_cannot_be_made():
+    raise RuntimeError("the evaluation env cannot be made")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the evaluation thread's own error
+def test_an_evaluation_that_dies_stops_the_run_instead_of_waiting_for_it():
+    """torchrl's Evaluator stays pending forever once its evaluation thread raised; the schedule says so at once."""
+    import threading
+    import types
+
+    from torchrl.collectors import Evaluator
+
+    from agenthive.training.run import EvaluationSchedule
+
+    evaluator = Evaluator(_env_that_cannot_be_made, policy_factory=lambda env: None, num_trajectories=1, backend="thread")
+    schedule = EvaluationSchedule(evaluator, types.SimpleNamespace(wall=lambda: 0.0), eval_every=10, frames=0)
+    schedule.step(torch.nn.Linear(2, 2), 10)  # asks for the evaluation at 10 frames, whose thread raises
+    assert schedule.pending == 10 and evaluator.pending
+    errors = []
+
+    def finish():
+        try:
+            schedule.finish(torch.nn.Linear(2, 2), 20)
+        except RuntimeError as err:
+            errors.append(err)
+
+    waiter = threading.Thread(target=finish, daemon=True)
+    waiter.start()
+    waiter.join(timeout=60)  # before: 600 s of waiting for a result that never comes
+    assert not waiter.is_alive() and len(errors) == 1
+    assert "evaluation asked for at 10 frames stopped with an error" in str(errors[0]) and "--resume" in str(errors[0])
+    with pytest.raises(RuntimeError, match="stopped with an error"):
+        schedule.step(torch.nn.Linear(2, 2), 30)  # training does not go on without evaluations
+    evaluator.shutdown()

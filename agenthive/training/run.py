@@ -153,8 +153,17 @@ class EvaluationSchedule:
         step = int(result["eval/step"])
         self.curve.record_eval(result, self.started.get(step, self.curve.wall()))
 
+    def _check_alive(self) -> None:
+        """Raises if the evaluation running has died: torchrl's Evaluator then stays pending forever, silently."""
+        # torchrl 0.14.1 has no public accessor for its evaluation thread (the "process" backend's too)
+        thread = getattr(getattr(self.evaluator, "_backend", None), "_thread", None)
+        if self.evaluator.pending and thread is not None and not thread.is_alive():
+            raise RuntimeError(f"The evaluation asked for at {self.pending} frames stopped with an error (its traceback is "
+                               "printed above) and no evaluation can run after it: fix that error, then --resume this run.")
+
     def step(self, actor, frames: int) -> None:
         """After each batch: records a finished evaluation, starts the next one when due."""
+        self._check_alive()
         result = self.evaluator.poll()
         if result is not None:
             self._record(result)
@@ -167,7 +176,11 @@ class EvaluationSchedule:
     def finish(self, actor, frames: int) -> None:
         """Waits for the running evaluation, evaluates the final policy unless that was it, and shuts the evaluator down."""
         if self.evaluator.pending:
-            result = self.evaluator.wait(timeout=600)
+            result, deadline = None, time.monotonic() + 600
+            while result is None and time.monotonic() < deadline:
+                result = self.evaluator.wait(timeout=1.0)
+                if result is None:
+                    self._check_alive()
             if result is None:
                 raise RuntimeError("The evaluation asked for during training did not finish in 600s; if the evaluation "
                                    "thread or process printed a traceback above, that is why.")
