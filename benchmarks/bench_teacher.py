@@ -221,7 +221,7 @@ def main(argv=None):
     teacher = {"sigma": sigma, "success": success, "calibration": calibration, "served": f"127.0.0.1:{server.port}"}
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
-        results = {arm: {seed: run(arm, seed, args, server.port) for seed in seeds} for arm in ("ppo", "ppo_teacher")}
+        results = {arm: {seed: run(arm, seed, args, server.port) for seed in seeds} for arm in ("ppo_teacher", "ppo")}  # the guided arm first
     finally:
         server.stop()
     (out_dir / "summary.json").write_text(json.dumps({"teacher": teacher, "results": results, "args": vars(args)}, indent=2))
