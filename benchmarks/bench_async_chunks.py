@@ -5,7 +5,7 @@
 
 A policy served by ``python -m agenthive start-server`` returns a chunk of 16 actions and
 takes ``--latency-ms`` per call (a fixed-latency MLP: the time is what a large model on a
-GPU would take); 8 RoboHive ``FrankaReachRandom-v0`` sub-envs in lockstep (a ``SerialEnv``)
+GPU would take); 8 RoboHive ``FrankaReachRandom-v0`` sub-envs in lockstep (``RoboHiveEnv(num_envs=8)``)
 are slowed to a fixed control period (``--period-ms``): each step lasts at least that long,
 as on a robot. The same rollout runs with ``RemotePolicyModule``:
 
@@ -59,11 +59,11 @@ def start_server(latency_s):
 
 
 def make_env(envs):
-    from torchrl.envs import InitTracker, SerialEnv, TransformedEnv
+    from torchrl.envs import InitTracker, TransformedEnv
 
     from agenthive.envs import RoboHiveEnv
 
-    env = TransformedEnv(SerialEnv(envs, lambda: RoboHiveEnv("FrankaReachRandom-v0")), InitTracker())
+    env = TransformedEnv(RoboHiveEnv("FrankaReachRandom-v0", num_envs=envs), InitTracker())
     env.set_seed(0)
     return env
 
@@ -123,7 +123,7 @@ def report(args, rates, dry_waits, late):
     medians = {mode: float(np.median(r)) for mode, r in rates.items()}
     ideal = 1000 / args.period_ms
     print(
-        f"{args.envs} RoboHive FrankaReachRandom-v0 sub-envs (SerialEnv) paced to {args.period_ms:g} ms per step; "
+        f"{args.envs} RoboHive FrankaReachRandom-v0 sub-envs (RoboHiveEnv(num_envs={args.envs})) paced to {args.period_ms:g} ms per step; "
         f"served MLP, chunk of {CHUNK}, {args.latency_ms:g} ms per call; {args.steps} steps x {args.rounds} interleaved rounds (medians)\n"
     )
     print("| mode | env steps/s (batched) | sub-env steps/s | of the control rate |\n|---|---|---|---|")
