@@ -85,11 +85,12 @@ def noisy_teacher(policy_path: Path, sigma: float, path: Path) -> Path:
 
 def serve(path: Path):
     """A started ``start-server torchrl-checkpoint`` process serving ``path`` on 127.0.0.1 (``.port``, ``.stop()``)."""
-    sys.path.insert(0, str(ROOT / "test"))
-    from helpers.servers import PolicyServerProcess
+    from agenthive.serving.process import ServerProcess
 
     kwargs = json.dumps({"path": str(path), "observations": OBSERVATIONS, "num_threads": 1})
-    return PolicyServerProcess("torchrl-checkpoint", "--host", "127.0.0.1", kwargs=kwargs).__enter__()
+    command = [sys.executable, "-m", "agenthive", "start-server", "torchrl-checkpoint", "--host", "127.0.0.1", "--kwargs", kwargs,
+               "--log-level", "WARNING", "--port", "{port}"]
+    return ServerProcess(command, env=CHILD_ENV).__enter__()
 
 
 def measure(port: int, episodes: int, seed: int) -> float:
