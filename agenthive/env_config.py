@@ -15,6 +15,10 @@ Observation pipelines (``observation=``):
 :class:`~agenthive.goals.GoalView` on each simulator env adds ``"achieved_goal"`` and
 ``"desired_goal"`` and leaves ``"observation"`` goal-free; a policy reads all three.
 
+``make_env(..., teacher_camera=CAMERA)`` also keeps one camera's images under
+``"teacher_image"`` beside a state pipeline: a served teacher that reads images (a VLA)
+guides a student that reads state (``scripts/train.py --teacher-camera``).
+
 Every env also counts steps (``"step_count"``), sums rewards (``"episode_reward"``) and marks
 first steps (``"is_init"``, which :class:`~agenthive.modules.RemotePolicyModule` reads).
 """
@@ -36,6 +40,7 @@ from torchrl.envs import (
     ParallelEnv,
     RenameTransform,
     RewardSum,
+    SqueezeTransform,
     StepCounter,
     TransformedEnv,
 )
@@ -44,6 +49,7 @@ BACKENDS = ("robohive", "maniskill")
 """The simulators an env id may name (``EnvConfig.backend``, ``serve-env --backend``)."""
 OBSERVATIONS = ("state", "r3m", "vip")
 VIDEO_KEY = "video_frames"  # uint8 [n_cams, H, W, 3] camera images kept for videos
+TEACHER_IMAGE_KEY = "teacher_image"  # uint8 [H, W, 3] one camera's images kept for a teacher that reads images
 
 
 @dataclass
@@ -130,23 +136,32 @@ def threads_per_process(processes: int) -> int:
     return max(1, cores // processes)
 
 
-def _robohive(config: EnvConfig, device, video_camera, video_size, num_envs=None, num_threads=None):
+def _robohive(config: EnvConfig, device, camera, size, num_envs=None, num_threads=None):
+    """RoboHive's env; ``camera`` (state pipelines): also render it at ``size`` (for a video or a teacher)."""
     kwargs = dict(config.env_kwargs, frame_skip=config.frame_skip, device=device)
     if num_envs is not None:
         kwargs.update(num_envs=num_envs, num_threads=num_threads)
     if config.observation != "state":
         size = (config.image_size, config.image_size)
         kwargs.update(from_pixels=True, cameras=config.cameras or None, image_size=size, shadows=False)
-    elif video_camera:
-        kwargs.update(from_pixels=True, cameras=[video_camera], image_size=(video_size, video_size))
+    elif camera:
+        kwargs.update(from_pixels=True, cameras=[camera], image_size=(size, size))
     return _with_goal_view(config, make_simulator("robohive", config.env, **kwargs))
 
 
-def _maniskill(config: EnvConfig, device, num_envs, video):
-    kwargs = dict(config.env_kwargs, device=device, render_mode="rgb_array" if video else None)
+def _maniskill(config: EnvConfig, device, num_envs, image_key=None, size=None):
+    """ManiSkill's env; ``image_key``: also keep its human-view camera's images there (``size``: their height and width)."""
+    kwargs = dict(config.env_kwargs, device=device, render_mode="rgb_array" if image_key else None)
+    if size:
+        kwargs["human_render_camera_configs"] = {"width": size, "height": size}
     if config.frame_skip != 1:
         raise ValueError("frame_skip is a RoboHive option; ManiSkill's control frequency is set with sim_config.")
-    return _with_goal_view(config, make_simulator("maniskill", config.env, num_envs=num_envs, **kwargs))
+    env = _with_goal_view(config, make_simulator("maniskill", config.env, num_envs=num_envs, **kwargs))
+    if not image_key:
+        return env
+    from torchrl.record import PixelRenderTransform  # here, so that each ParallelEnv worker renders its own env
+
+    return TransformedEnv(env, PixelRenderTransform(out_keys=[image_key]))
 
 
 def _with_goal_view(config: EnvConfig, env: EnvBase) -> EnvBase:
@@ -166,6 +181,8 @@ def make_env(
     num_threads: int | None = None,
     video_camera: str | None = None,
     video_size: int = 128,
+    teacher_camera: str | None = None,
+    teacher_image_size: int = 224,
 ) -> EnvBase:
     """Builds ``config``'s environment: ``num_envs`` copies batched, with the observation pipeline.
 
@@ -185,41 +202,68 @@ def make_env(
             ``video_size``; R3M/VIP pipelines keep their own cameras' images; ManiSkill
             renders its human-view camera (pass any non-empty name).
         video_size: image height and width for ``video_camera`` (state pipelines).
+        teacher_camera: state pipelines: also keep this camera's images under
+            ``"teacher_image"`` (uint8 ``[H, W, 3]``), for a served teacher that reads images
+            while the student reads state. RoboHive renders the named camera; ManiSkill its
+            human-view camera (pass any non-empty name). Not with ``video_camera``.
+        teacher_image_size: image height and width for ``teacher_camera``.
+
+    Raises:
+        ValueError: ``teacher_camera`` with ``video_camera``, or with an R3M/VIP pipeline.
 
     Examples:
         >>> env = make_env(EnvConfig("FrankaReachRandom-v0"), num_envs=1)
         >>> td = env.rollout(3)
         >>> td["next", "observation"].shape, td["next", "episode_reward"].shape, td["next", "step_count"][-1].item()
         (torch.Size([3, 21]), torch.Size([3, 1]), 3)
+        >>> make_env(EnvConfig("FrankaReachRandom-v0"), teacher_camera="top_cam", teacher_image_size=32).rollout(2)["teacher_image"].shape
+        torch.Size([2, 32, 32, 3])
     """
+    camera, size, image_key = _camera(config, video_camera, video_size, teacher_camera, teacher_image_size)
     device = torch.device(device)
     if config.backend == "robohive":
-        base = _robohive(config, device, video_camera, video_size, None if num_envs == 1 else num_envs, num_threads)
-    elif device.type == "cuda":  # ManiSkill: all sub-envs in one GPU simulator
-        base = _maniskill(config, device, None if num_envs == 1 else num_envs, bool(video_camera))
-    else:  # ManiSkill on the CPU simulates one env per process
-        create = functools.partial(_maniskill, config, device, None, bool(video_camera))
-        base = create() if num_envs == 1 else ParallelEnv(num_envs, EnvCreator(create), device=device)
+        base = _robohive(config, device, camera, size, None if num_envs == 1 else num_envs, num_threads)
+    else:  # ManiSkill renders its human-view camera; at its own size for videos
+        create = functools.partial(_maniskill, config, device, image_key=image_key, size=teacher_camera and size)
+        if device.type == "cuda":  # all sub-envs in one GPU simulator
+            base = create(None if num_envs == 1 else num_envs)
+        else:  # the CPU simulates one env per process
+            base = create(None) if num_envs == 1 else ParallelEnv(num_envs, EnvCreator(functools.partial(create, None)), device=device)
 
     transforms = []
-    if video_camera and config.backend == "maniskill":
-        from torchrl.record import PixelRenderTransform
-
-        transforms.append(PixelRenderTransform(out_keys=[VIDEO_KEY]))
-    elif video_camera:
-        transforms.append(RenameTransform(["pixels"], [VIDEO_KEY], create_copy=config.observation != "state"))
+    if camera and config.backend == "robohive":
+        transforms.append(RenameTransform(["pixels"], [image_key], create_copy=config.observation != "state"))
+        if teacher_camera:  # [1, H, W, 3]: the one camera's image
+            transforms.append(SqueezeTransform(-4, in_keys=[image_key]))
     if config.observation != "state":
-        from agenthive.vision import EMBEDDINGS
-
-        embedding = EMBEDDINGS[config.observation](
-            config.encoder_model, in_keys=["pixels"], out_keys=["image_embedding"], size=config.image_size,
-            weights=config.encoder_weights, pretrained=config.encoder_pretrained,
-        )
-        # [n_cams, D] per env -> one vector, then with the proprioception
-        transforms += [
-            embedding,
-            FlattenObservation(-2, -1, in_keys=["image_embedding"]),
-            CatTensors(["image_embedding", "observation"], out_key="embedding", del_keys=False),
-        ]
+        transforms += _encoder(config)
     transforms += [StepCounter(), RewardSum(), InitTracker()]
     return TransformedEnv(base, Compose(*transforms), auto_unwrap=True)  # one env's GoalView joins these
+
+
+def _camera(config: EnvConfig, video_camera, video_size, teacher_camera, teacher_image_size):
+    """``(camera, size, key)`` of the images :func:`make_env` keeps beside the observations (``camera`` None: none)."""
+    if teacher_camera and video_camera:
+        raise ValueError(f"teacher_camera={teacher_camera!r} with video_camera={video_camera!r}: expected one camera per env "
+                         "(film with another env, as agenthive.evaluation.video does).")
+    if teacher_camera and config.observation != "state":
+        raise ValueError(f"teacher_camera={teacher_camera!r} keeps a camera's images beside a state pipeline; "
+                         f"observation={config.observation!r} renders its own cameras for its encoder. Expected observation='state'.")
+    if teacher_camera:
+        return teacher_camera, teacher_image_size, TEACHER_IMAGE_KEY
+    return video_camera, video_size, VIDEO_KEY if video_camera else None
+
+
+def _encoder(config: EnvConfig) -> list:
+    """R3M/VIP pipelines: the embedding of ``"pixels"``, flattened over cameras, joined to the proprioception as ``"embedding"``."""
+    from agenthive.vision import EMBEDDINGS
+
+    embedding = EMBEDDINGS[config.observation](
+        config.encoder_model, in_keys=["pixels"], out_keys=["image_embedding"], size=config.image_size,
+        weights=config.encoder_weights, pretrained=config.encoder_pretrained,
+    )
+    return [  # [n_cams, D] per env -> one vector, then with the proprioception
+        embedding,
+        FlattenObservation(-2, -1, in_keys=["image_embedding"]),
+        CatTensors(["image_embedding", "observation"], out_key="embedding", del_keys=False),
+    ]

@@ -8,6 +8,7 @@
     .venv/bin/python scripts/train.py --run-dir runs/reach --resume     # continue a run from its last checkpoint
     .venv/bin/python scripts/train.py --goal-reward success --her future --gamma 0.98   # SAC+HER, sparse reward
     .venv/bin/python scripts/train.py --algo ppo --teacher 127.0.0.1:5555 --teacher-anneal cosine  # guided by a served policy
+    .venv/bin/python scripts/train.py --algo ppo --teacher 127.0.0.1:5555 --teacher-camera top_cam --teacher-keys image=teacher_image
 
 Everything goes under ``--run-dir`` (default ``runs/<env>-<algo>-seed<seed>``):
 
@@ -38,7 +39,9 @@ episodes' last step and at any step.
 ``--teacher HOST:PORT`` (PPO) adds ``loss_teacher``, ``--teacher-coef`` (annealed by
 ``--teacher-anneal``) times an ``--teacher-loss`` between the student and a served policy,
 to PPO's loss (:mod:`agenthive.training.teacher`); the teacher is evaluated once at the
-start and its success printed beside the student's at the end.
+start and its success printed beside the student's at the end. ``--teacher-camera CAMERA``
+keeps that camera's images under ``teacher_image`` for a teacher that reads images (a VLA)
+while the student reads state.
 
 ``--resume`` reloads the last checkpoint of ``--run-dir`` with its saved arguments (only
 ``--total-frames`` may be raised) and continues counting frames from there.
@@ -46,6 +49,7 @@ start and its success printed beside the student's at the end.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 
 import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
@@ -61,7 +65,7 @@ from agenthive.training.algorithms import ALGORITHMS, make_algorithm
 from agenthive.training.builders import make_collector, make_evaluator, make_logger, make_replay_buffer
 from agenthive.training.networks import make_actor
 from agenthive.training.run import EvaluationSchedule, LearningCurve, save_checkpoint, start_run
-from agenthive.training.teacher import Teacher, TeacherLost, check_teacher_args, evaluate_teacher, parse_keys
+from agenthive.training.teacher import Teacher, TeacherLost, check_teacher_args, evaluate_teacher, parse_keys, teacher_view
 
 
 @dataclass
@@ -82,6 +86,8 @@ class Args:
     cameras: str = arg("", "comma-separated cameras for r3m/vip (default: the task's own)")
     image_size: int = arg(224, "image height and width for r3m/vip")
     frame_skip: int = arg(1, "repeat each action this many simulator steps")
+    env_kwargs: str = arg("", "JSON object of more keyword arguments for RoboHiveEnv / ManiSkillEnv "
+                          "(e.g. '{\"control_mode\": \"pd_ee_delta_pose\"}' for a VLA's 7-d end-effector actions)")
     goal_reward: str = arg("", "goal-conditioned (policy reads observation, achieved_goal, desired_goal) with the task's "
                            "reward (env) or 0 on success, else -1 (success); empty: not goal-conditioned")
     # collection
@@ -123,6 +129,9 @@ class Args:
     teacher_loss: str = arg("mse", "teacher: mse or l1 between the student's mean action and the teacher's, or nll (its log-likelihood)")
     teacher_keys: str = arg("", "teacher: TEACHER_KEY=ENV_KEY[,...]: feed the teacher's observation TEACHER_KEY from the env's ENV_KEY")
     teacher_protocol: str = arg("agenthive", "teacher: agenthive (start-server) or openpi (openpi's websocket servers; needs --teacher-keys)")
+    teacher_camera: str = arg("", "teacher: keep this camera's uint8 images under 'teacher_image' for a teacher that reads images "
+                              "(RoboHive: a camera name; ManiSkill: any, its human-view camera); the student reads state")
+    teacher_image_size: int = arg(224, "teacher: height and width of --teacher-camera's images")
     # evaluation, checkpoints, logging
     eval_every: int = arg(10_000, "evaluate every this many frames (0: only at the end)")
     eval_episodes: int = arg(10, "episodes per evaluation")
@@ -161,8 +170,19 @@ def env_config_of(args: Args) -> EnvConfig:
         env=args.env, backend=args.backend, observation=args.observation, encoder_model=args.encoder_model,
         encoder_weights=args.encoder_weights or None, encoder_pretrained=args.encoder_pretrained,
         cameras=[c for c in args.cameras.split(",") if c], image_size=args.image_size, frame_skip=args.frame_skip,
-        goal_reward=args.goal_reward or None,
+        goal_reward=args.goal_reward or None, env_kwargs=parse_env_kwargs(args.env_kwargs),
     )
+
+
+def parse_env_kwargs(text: str) -> dict:
+    """``--env-kwargs``: a JSON object (empty text: none)."""
+    try:
+        kwargs = json.loads(text) if text else {}
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"--env-kwargs {text!r}: not JSON ({error}); expected an object such as '{{\"control_mode\": \"pd_ee_delta_pose\"}}'") from None
+    if not isinstance(kwargs, dict):
+        raise SystemExit(f"--env-kwargs {text!r}: expected a JSON object of keyword arguments, got {type(kwargs).__name__}")
+    return kwargs
 
 
 def policy_shape(env_config: EnvConfig, args: Args) -> tuple[dict, object]:
@@ -180,14 +200,14 @@ def start_teacher(args: Args, env_config: EnvConfig) -> Teacher | None:
     """``--teacher``: connects (SystemExit naming HOST:PORT when nothing answers) and evaluates the teacher once, as the student is."""
     if not args.teacher:
         return None
-    probe = make_env(env_config)
+    probe = make_env(env_config, **teacher_view(args))
     teacher = Teacher(args.teacher, observation_spec=probe.observation_spec, action_spec=probe.action_spec,
                       timeout=args.teacher_timeout, instruction=args.teacher_instruction,
                       keys=parse_keys(args.teacher_keys), protocol=args.teacher_protocol)
     probe.close()
     teacher.success = evaluate_teacher(args.teacher, env_config, args.eval_episodes, seed=args.seed + 20_000,
                                        timeout=args.teacher_timeout, instruction=args.teacher_instruction,
-                                       keys=teacher.env_keys, protocol=args.teacher_protocol)
+                                       keys=teacher.env_keys, protocol=args.teacher_protocol, env_kwargs=teacher_view(args))
     print(f"teacher {args.teacher}: success rate {teacher.success['success_rate']:.2f}, return {teacher.success['return']:.2f} "
           f"over {args.eval_episodes} episodes")
     return teacher

@@ -4,16 +4,20 @@ saved by Octo's ``save_pretrained`` and loaded by the adapter through ``load_pre
 The environment is built by ``scripts/policy_envs/octo.sh`` and cached outside the
 repository (``policy_venvs``); the first run on a machine builds it (minutes)."""
 import json
+import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from agenthive.checkpoint import list_checkpoints
 from agenthive.serving import PolicyClient
 from agenthive.serving.policies.octo import select_statistics
 from helpers.octo_env import HELPERS, QUIET, octo_venv, tiny_checkpoints
 from helpers.servers import PolicyServerProcess
+from policy_venvs import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +140,22 @@ def test_start_server_octo_drives_a_robohive_camera_rollout(octo, octo_server_en
     (expected,) = octo_reference(venv, checkpoints["reach"], tmp_path, unnorm_key=[], window=1, episodes=[("reach the red target", {"image_primary": queried})])
     np.testing.assert_allclose(rollout["action"].numpy(), np.concatenate([expected[0], expected[1][:2]]), rtol=1e-5, atol=1e-5)
     assert not torch.equal(rollout["top_cam"][0], rollout["top_cam"][5])  # the arm moved in the camera image
+
+
+def test_a_served_octo_guides_a_state_ppo_student_reading_teacher_camera_images(octo, octo_server_env, tmp_path):
+    """VLA-guided RL with a real Octo model in its own environment: train.py keeps the camera's images in the batch for it."""
+    venv, checkpoints = octo
+    kwargs = json.dumps({"checkpoint_path": str(checkpoints["reach"]), "horizon": 1, "unnorm_key": [], "compile_batch_sizes": [1, 64]})
+    quick = ["--algo", "ppo", "--hidden-sizes", "32,32", "--frames-per-batch", "200", "--ppo-epochs", "2", "--minibatch-size", "50",
+             "--total-frames", "200", "--eval-every", "0", "--eval-episodes", "1", "--eval-backend", "thread", "--no-video"]
+    with PolicyServerProcess("octo", kwargs=kwargs, python=venv.python) as server:
+        teacher = ["--teacher", f"127.0.0.1:{server.port}", "--teacher-camera", "top_cam", "--teacher-image-size", "64",
+                   "--teacher-keys", "image_primary=teacher_image", "--teacher-instruction", "reach the red target", "--teacher-timeout", "300"]
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--run-dir", str(tmp_path / "guided"), *quick, *teacher],
+                              capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    assert f"teacher 127.0.0.1:{server.port}: success rate" in done.stdout, done.stdout[-2000:]
+    # 200 transitions in minibatches of 50: one Octo request per minibatch of the first epoch, each with its 50 images
+    assert re.search(r"teacher requests: 4 in [\d.]+s", done.stdout), done.stdout[-2000:]
+    student = torch.load(list_checkpoints(tmp_path / "guided")[200] / "policy.pt", weights_only=False)
+    assert student.in_keys == ["observation"]

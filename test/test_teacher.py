@@ -1,4 +1,5 @@
 """scripts/train.py --teacher: PPO pulled towards a policy served by a real ``start-server`` process (agenthive.training.teacher)."""
+import json
 import re
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from agenthive.checkpoint import list_checkpoints
 from agenthive.env_config import EnvConfig, make_env
+from agenthive.envs.maniskill import _has_maniskill
 from agenthive.serving import PolicyClient
-from agenthive.training.teacher import teacher_coefficient
+from agenthive.training.teacher import Teacher, teacher_coefficient
 from helpers.ports import free_port_pair
 from helpers.servers import PolicyServerProcess
 
@@ -106,6 +108,11 @@ def _train_script():
     (["--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-anneal", "exp"], "--teacher-anneal 'exp': expected one of none, linear, cosine"),
     (["--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-loss", "kl"], "--teacher-loss 'kl': expected one of mse, l1, nll"),
     (["--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-coef", "-1"], "--teacher-coef -1.0: expected a weight >= 0"),
+    (["--algo", "ppo", "--env-kwargs", "{control_mode: 1}"], "--env-kwargs '{control_mode: 1}': not JSON .*expected an object"),
+    (["--algo", "ppo", "--env-kwargs", "[1]"], "--env-kwargs '\\[1\\]': expected a JSON object of keyword arguments, got list"),
+    (["--algo", "ppo", "--teacher-camera", "top_cam"], "--teacher-camera 'top_cam' keeps images for a teacher: expected --teacher HOST:PORT too"),
+    (["--algo", "ppo", "--teacher", "127.0.0.1:5555", "--teacher-camera", "top_cam", "--observation", "r3m"],
+     "--teacher-camera 'top_cam': expected --observation state"),
 ])
 def test_bad_teacher_flags_are_refused_saying_why(tmp_path, flags, message):
     with pytest.raises(SystemExit, match=message):
@@ -162,3 +169,52 @@ def test_teacher_coefficient_anneals_from_its_value_to_zero():
     assert [teacher_coefficient(2.0, "none", f, 100) for f in (0, 50, 100)] == [2.0, 2.0, 2.0]
     assert [teacher_coefficient(2.0, "linear", f, 100) for f in (0, 50, 100)] == [2.0, 1.0, 0.0]
     assert [round(teacher_coefficient(2.0, "cosine", f, 100), 6) for f in (0, 25, 50, 100)] == [2.0, round(1 + 2 ** -0.5, 6), 1.0, 0.0]
+
+
+def test_a_teacher_reading_images_gets_teacher_camera_images_kept_in_the_batch_while_the_student_reads_state(tmp_path):
+    with PolicyServerProcess("helpers.serving_test_policies:ImageMeanPolicy", kwargs='{"size": 32}') as server:
+        address = f"127.0.0.1:{server.port}"
+        main = _train_script().main
+        with pytest.raises(SystemExit, match=r"the env has no \['image'\] observations.*--teacher-camera CAMERA keeps one camera's under 'teacher_image'"):
+            main(["--run-dir", str(tmp_path / "no-camera"), "--algo", "ppo", "--teacher", address])
+        with pytest.raises(SystemExit, match=r"other shapes or dtypes.*\(32, 32, 3\), 'uint8'\) from env key 'teacher_image' of \(\(48, 48, 3\).*--teacher-image-size"):
+            main(["--run-dir", str(tmp_path / "size"), "--algo", "ppo", "--teacher", address, "--teacher-camera", "top_cam",
+                  "--teacher-image-size", "48", "--teacher-keys", "image=teacher_image"])
+
+        # the teacher's answers are for the very images of the batch's transitions
+        probe = make_env(EnvConfig(), teacher_camera="top_cam", teacher_image_size=32)
+        teacher = Teacher(address, observation_spec=probe.observation_spec, action_spec=probe.action_spec, keys={"image": "teacher_image"})
+        probe.close()
+        env = make_env(EnvConfig(), num_envs=2, teacher_camera="top_cam", teacher_image_size=32)
+        env.set_seed(0)
+        batch = env.rollout(5, lambda td: td.set("action", env.action_spec.rand()), break_when_any_done=False).reshape(-1)
+        env.close()
+        teacher.new_batch(batch.numel(), "cpu")
+        answers = teacher.actions(batch, torch.arange(batch.numel()))
+        teacher.close()
+        images = batch["teacher_image"]
+        assert images.shape == (10, 32, 32, 3) and images.dtype == torch.uint8 and images.float().std() > 10, "no camera image in the batch"
+        expected = images.double().mean((1, 2, 3)) / 255 * 2 - 1
+        torch.testing.assert_close(answers, expected.float()[:, None].expand(10, 9), rtol=0, atol=1e-5)
+
+        guided = run(train(tmp_path / "guided", "--total-frames", "200", *QUICK, "--teacher", address, "--teacher-camera", "top_cam",
+                           "--teacher-image-size", "32", "--teacher-keys", "image=teacher_image"))
+    assert f"teacher {address}: success rate" in guided.stdout, guided.stdout[-2000:]
+    assert re.search(r"teacher requests: 4 in [\d.]+s", guided.stdout), guided.stdout[-2000:]
+    student = torch.load(max(list_checkpoints(tmp_path / "guided").items())[1] / "policy.pt", weights_only=False)
+    assert student.in_keys == ["observation"], f"the student reads {student.in_keys}: expected state only"
+
+
+@pytest.mark.skipif(not _has_maniskill, reason="mani_skill is not installed (pip install 'agenthive[maniskill]')")
+def test_the_vla_teacher_command_runs_on_maniskill_with_end_effector_actions_and_camera_images(tmp_path):
+    """GET_STARTED's ManiSkill + VLA command, at CPU size: 7-d end-effector actions, the human-view camera for the teacher."""
+    with PolicyServerProcess("helpers.serving_test_policies:ImageMeanPolicy", kwargs='{"size": 64, "action_dim": 7}') as server:
+        address = f"127.0.0.1:{server.port}"
+        maniskill = ["--backend", "maniskill", "--env", "PickCube-v1", "--goal-reward", "success",
+                     "--env-kwargs", '{"control_mode": "pd_ee_delta_pose"}']
+        guided = run(train(tmp_path / "guided", *maniskill, "--total-frames", "200", *QUICK, "--teacher", address,
+                           "--teacher-camera", "human", "--teacher-image-size", "64", "--teacher-keys", "image=teacher_image"))
+    assert f"teacher {address}: success rate" in guided.stdout, guided.stdout[-2000:]
+    assert re.search(r"teacher requests: 4 in [\d.]+s", guided.stdout), guided.stdout[-2000:]
+    config = json.loads((list_checkpoints(tmp_path / "guided")[200] / "config.json").read_text())
+    assert config["env"]["env_kwargs"] == {"control_mode": "pd_ee_delta_pose"}

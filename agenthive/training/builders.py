@@ -12,6 +12,7 @@ from torchrl.record.loggers import get_logger
 from agenthive.env_config import EnvConfig, make_env, threads_per_process
 from agenthive.evaluation.metrics import success_rate
 from agenthive.training.networks import make_eval_policy
+from agenthive.training.teacher import teacher_view
 
 
 def make_replay_buffer(args, run_dir: Path, *, her_reward=None, resumed: bool = False):
@@ -37,7 +38,7 @@ def make_collector(args, env_config: EnvConfig, actor, *, frames: int, device):
     than local: torchrl's distributed collectors (:mod:`agenthive.distributed`).
     """
     devices = args.collector_devices.split(",")
-    worker_env = functools.partial(make_env, env_config, num_envs=args.num_envs, num_threads=env_threads(args))
+    worker_env = functools.partial(make_env, env_config, num_envs=args.num_envs, num_threads=env_threads(args), **teacher_view(args))
     remaining = args.total_frames - frames
     common = dict(
         frames_per_batch=args.frames_per_batch, total_frames=remaining, storing_device=device,

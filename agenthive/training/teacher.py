@@ -24,8 +24,13 @@ TEACHER_KEY=ENV_KEY``. ``--teacher-protocol openpi`` asks an openpi websocket se
 instead (:class:`agenthive.serving.openpi.OpenPIClient`): openpi announces no observation
 names, so ``--teacher-keys`` names them all, and it has no batching, so each transition is
 one request on its own connection (a new episode each: the transitions of a minibatch are
-not in order). ``Teacher.requests`` and ``Teacher.request_seconds`` count what the
-teacher cost the run (train.py prints them at the end).
+not in order). A teacher that reads images while the student reads state (a VLA guiding a
+state-based student, as in RPD) gets them from ``--teacher-camera CAMERA``: the env also
+renders that camera at ``--teacher-image-size`` into ``"teacher_image"`` (uint8 ``[H, W, 3]``),
+which the batch keeps for the update and the student does not read (``--teacher-keys
+image=teacher_image`` when the teacher calls it ``image``). ``Teacher.requests`` and
+``Teacher.request_seconds`` count what the teacher cost the run (train.py prints them at
+the end).
 """
 from __future__ import annotations
 
@@ -67,6 +72,8 @@ def parse_keys(text: str) -> dict[str, str]:
 def check_teacher_args(args) -> None:
     """Refuses teacher flags that cannot run, saying why."""
     if not args.teacher:
+        if args.teacher_camera:
+            raise SystemExit(f"--teacher-camera {args.teacher_camera!r} keeps images for a teacher: expected --teacher HOST:PORT too")
         return
     if args.algo != "ppo":
         raise SystemExit(f"--teacher guides PPO's update (RPD); --algo {args.algo!r} is not supported: use --algo ppo.")
@@ -81,6 +88,10 @@ def check_teacher_args(args) -> None:
         raise SystemExit(f"--teacher-coef {args.teacher_coef}: expected a weight >= 0")
     if args.teacher_protocol not in PROTOCOLS:
         raise SystemExit(f"--teacher-protocol {args.teacher_protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if args.teacher_camera and (args.observation != "state" or args.teacher_image_size <= 0):
+        raise SystemExit(f"--teacher-camera {args.teacher_camera!r}: expected --observation state (the student reads state, "
+                         f"the teacher images) and --teacher-image-size > 0; got --observation {args.observation!r} "
+                         f"and --teacher-image-size {args.teacher_image_size}")
     if not parse_keys(args.teacher_keys) and args.teacher_protocol == "openpi":
         raise SystemExit("--teacher-protocol openpi: openpi servers do not announce their observation names; name each with "
                          "--teacher-keys TEACHER_KEY=ENV_KEY[,...] (e.g. observation/state=observation)")
@@ -158,7 +169,15 @@ class Teacher:
         if missing or tuple(metadata.action_shape) != (action_dim,):
             raise SystemExit(f"{where} reads {dict(metadata.observations)} and acts {tuple(metadata.action_shape)}; the env "
                              f"has no {missing} observations (it has {env_keys}) or acts ({action_dim},). The teacher's "
-                             "observations must be the env's keys, or be renamed with --teacher-keys TEACHER_KEY=ENV_KEY.")
+                             "observations must be the env's keys, or be renamed with --teacher-keys TEACHER_KEY=ENV_KEY; "
+                             "camera images: --teacher-camera CAMERA keeps one camera's under 'teacher_image'.")
+        layouts = {name: ((tuple(metadata.observations[name][0]), metadata.observations[name][1]),
+                          (tuple(observation_spec[key].shape), str(observation_spec[key].dtype).removeprefix("torch.")))
+                   for name, key in mapping.items()}
+        wrong = {name: f"{want} from env key {mapping[name]!r} of {have}" for name, (want, have) in layouts.items() if want != have}
+        if wrong:
+            raise SystemExit(f"{where} reads observations of other shapes or dtypes than the env's: {wrong}. Expected the same "
+                             "(images: --teacher-image-size sets the height and width of 'teacher_image').")
         if metadata.takes_instruction and not self.instruction:
             raise SystemExit(f"{where} takes a language instruction: pass --teacher-instruction.")
         return mapping
@@ -199,7 +218,7 @@ class Teacher:
             finally:
                 self.requests += 1
                 self.request_seconds += time.perf_counter() - started
-            first = np.asarray(reply["actions"])[:, 0]
+            first = np.array(reply["actions"])[:, 0]  # a copy: torch wants writable memory
             self.cache[ask] = torch.as_tensor(first, dtype=self.cache.dtype, device=self.cache.device)
             self.known[ask] = True
         return self.cache[index]
@@ -238,18 +257,18 @@ def teacher_loss(actor, minibatch, target: torch.Tensor, kind: str) -> torch.Ten
 
 
 def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, timeout: float = 30.0, instruction: str = "",
-                     keys: dict[str, str] | None = None, protocol: str = "agenthive") -> dict[str, float]:
+                     keys: dict[str, str] | None = None, protocol: str = "agenthive", env_kwargs: dict | None = None) -> dict[str, float]:
     """The served teacher's success rates and mean return on ``episodes`` episodes of ``env_config`` (the student's evaluation rules).
 
     ``keys``: ``{teacher's observation name: env key}`` for every observation it reads (:attr:`Teacher.env_keys`);
-    None: the env's keys of the same names.
+    None: the env's keys of the same names. ``env_kwargs``: more for ``make_env`` (:func:`teacher_view`).
     """
     from agenthive.env_config import make_env
     from agenthive.evaluation.metrics import episode_records, run_episodes, success_rates
     from agenthive.modules import RemotePolicyModule
 
     host, port = parse_address(address)
-    env = make_env(env_config)
+    env = make_env(env_config, **(env_kwargs or {}))
     in_keys = {env_key: name for name, env_key in keys.items()} if keys else None
     policy = RemotePolicyModule(host, port, in_keys=in_keys, timeout=timeout, instruction=instruction or None, protocol=protocol,
                                 observation_spec=env.observation_spec, action_spec=env.action_spec)
@@ -259,3 +278,10 @@ def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, 
         policy.close()
         env.close()
     return {**success_rates(records), "return": sum(r["return"] for r in records) / max(len(records), 1)}
+
+
+def teacher_view(args) -> dict:
+    """``make_env``'s keywords for the envs a teacher reads (``--teacher-camera``: its images under ``"teacher_image"``)."""
+    if not (args.teacher and args.teacher_camera):
+        return {}
+    return {"teacher_camera": args.teacher_camera, "teacher_image_size": args.teacher_image_size}

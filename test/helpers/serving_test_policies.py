@@ -93,3 +93,15 @@ class ConstantPolicy(Policy):
 
     def act_batch(self, observations, episodes):
         return {"actions": np.full((len(episodes), self.chunk_length, self.action_dim), self.value, np.float32)}
+
+
+class ImageMeanPolicy(Policy):
+    """A teacher that reads only a camera image: every action dimension is the image's mean, scaled from [0, 255] to [-1, 1]."""
+
+    def __init__(self, size=32, action_dim=9, image_key="image"):
+        self.image_key, self.action_dim = image_key, action_dim
+        self.metadata = PolicyMetadata("image-mean", {image_key: ((size, size, 3), "uint8")}, (action_dim,))
+
+    def act_batch(self, observations, episodes):
+        means = observations[self.image_key].mean(axis=(1, 2, 3), dtype=np.float64) / 255.0 * 2.0 - 1.0
+        return {"actions": np.repeat(means.astype(np.float32)[:, None, None], self.action_dim, axis=2)}
