@@ -87,7 +87,7 @@ def serve(path: Path):
     """A started ``start-server torchrl-checkpoint`` process serving ``path`` on 127.0.0.1 (``.port``, ``.stop()``)."""
     from agenthive.serving.process import ServerProcess
 
-    kwargs = json.dumps({"path": str(path), "observations": OBSERVATIONS, "num_threads": 1})
+    kwargs = json.dumps({"path": str(path), "observations": OBSERVATIONS, "num_threads": 1, "seed": 0})  # its noise, seeded
     command = [sys.executable, "-m", "agenthive", "start-server", "torchrl-checkpoint", "--host", "127.0.0.1", "--kwargs", kwargs,
                "--log-level", "WARNING", "--port", "{port}"]
     return ServerProcess(command, env=CHILD_ENV).__enter__()
@@ -129,7 +129,7 @@ def run(arm: str, seed: int, args, teacher_port: int | None) -> dict:
     run_dir = Path(args.out_dir) / f"{arm}-seed{seed}"
     if not (run_dir / "history.csv").is_file():
         extra = ["--teacher", f"127.0.0.1:{teacher_port}", "--teacher-coef", str(args.teacher_coef),
-                 "--teacher-anneal", args.teacher_anneal] if arm == "ppo_teacher" else []
+                 "--teacher-anneal", args.teacher_anneal, "--teacher-loss", args.teacher_loss] if arm == "ppo_teacher" else []
         command = [sys.executable, str(ROOT / "scripts" / "train.py"), *ppo_args(args.frames, seed, run_dir, args), *extra]
         print(f"{arm} seed {seed}: {' '.join(command[1:])}", flush=True)
         print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
@@ -164,7 +164,7 @@ def table(results: dict, teacher: dict, args) -> str:
                  f"success {teacher['success']:.2f} over {args.teacher_episodes} episodes (calibration: "
                  + ", ".join(f"sigma {s}: {v:.2f}" for s, v in teacher["calibration"].items()) + f" over {args.calibration_episodes}).")
     lines.append(f"Frames per run: {args.frames}; evaluation: {args.eval_episodes} deterministic episodes every {args.eval_every} frames; "
-                 f"teacher term: --teacher-coef {args.teacher_coef} --teacher-anneal {args.teacher_anneal} --teacher-loss mse.")
+                 f"teacher term: --teacher-coef {args.teacher_coef} --teacher-anneal {args.teacher_anneal} --teacher-loss {args.teacher_loss}.")
     return "\n".join(lines)
 
 
@@ -206,6 +206,8 @@ def parse_args(argv=None):
     parser.add_argument("--teacher-episodes", type=int, default=50, help="episodes measuring the chosen teacher")
     parser.add_argument("--teacher-coef", type=float, default=1.0, help="train.py --teacher-coef")
     parser.add_argument("--teacher-anneal", default="linear", help="train.py --teacher-anneal")
+    parser.add_argument("--teacher-loss", default="mse", help="train.py --teacher-loss (l1: towards the median of the noisy "
+                        "teacher's actions, which is the clean policy's action where it lies inside the bounds)")
     parser.add_argument("--out-dir", default="outputs/bench_teacher", help="runs, summary.json and teacher_curve.png")
     parser.add_argument("--plot", default=str(ROOT / "benchmarks" / "teacher_curve.png"), help="where the curve goes")
     return parser.parse_args(argv)

@@ -24,16 +24,21 @@ class TorchRLCheckpointPolicy(Policy):
         action_key: the key the module writes its action to.
         device: torch device to run on.
         num_threads: torch intra-op threads (None leaves torch's default).
+        seed: seeds torch's generator at start, for a module that samples (exploration
+            noise, a stochastic policy): the same requests in the same order then get the
+            same actions. None: not seeded.
     """
 
-    def __init__(self, path, observations, action_key="action", device="cpu", num_threads=None):
-        self.path, self.action_key, self.device, self.num_threads = path, action_key, device, num_threads
+    def __init__(self, path, observations, action_key="action", device="cpu", num_threads=None, seed=None):
+        self.path, self.action_key, self.device, self.num_threads, self.seed = path, action_key, device, num_threads, seed
         self.observations = {key: (tuple(shape), dtype) for key, (shape, dtype) in observations.items()}
         self.module = None
 
     def initialize(self):
         import torch
 
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
         self.module = torch.load(self.path, map_location=self.device, weights_only=False).eval()
         zeros = {key: np.zeros((1, *shape), dtype) for key, (shape, dtype) in self.observations.items()}
         action = self._forward(zeros)[0]
