@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from dataclasses import dataclass, field
 
 import torch
@@ -132,8 +131,9 @@ def make_simulator(backend: str, env: str, **kwargs) -> EnvBase:
 
 def threads_per_process(processes: int) -> int:
     """This machine's cores (those this process may run on) shared among ``processes``; at least 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // processes)
+    from agenthive.envs.robohive_batched import available_cores
+
+    return max(1, available_cores() // processes)
 
 
 def _robohive(config: EnvConfig, device, camera, size, num_envs=None, num_threads=None):

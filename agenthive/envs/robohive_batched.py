@@ -33,6 +33,11 @@ from torchrl._utils import seed_generator
 from agenthive.envs.robohive import RoboHiveEnv, _make_gym_env
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one); at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class SubEnvError(RuntimeError):
     """A sub-env of a batched env raised; ``__cause__`` is its original exception."""
 
@@ -150,7 +155,7 @@ class BatchedRoboHiveEnv(RoboHiveEnv):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1 (the number of simulators), got {num_envs!r}.")
         if num_threads is None:
-            num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            num_threads = available_cores()
         elif isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
             raise ValueError(f"num_threads must be an integer >= 0 (0 or 1: step the sub-envs in turn), got {num_threads!r}.")
         kwargs.pop("categorical_action_encoding", None)  # continuous actions: nothing to encode
