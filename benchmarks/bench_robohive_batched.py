@@ -6,6 +6,7 @@ loop of the same rounds; torch on one thread. Process start-up is outside the ti
 
     .venv/bin/python benchmarks/bench_robohive_batched.py            # about 5 minutes on 2 cores
     .venv/bin/python benchmarks/bench_robohive_batched.py --quick    # a smoke run
+    .venv/bin/python benchmarks/bench_robohive_batched.py --mujoco-share   # only MuJoCo's share of a step
     .venv/bin/python benchmarks/bench_robohive_batched.py --sweep 1,2,4,8,16 --num-envs 8,16,32,64   # a big machine
 
 State, FrankaReachRandom-v0 and FK1_MicroOpenRandom-v4, random actions:
@@ -18,7 +19,9 @@ State, FrankaReachRandom-v0 and FK1_MicroOpenRandom-v4, random actions:
 * ``Collector(batched(N))``: torchrl's ``Collector`` over the batched env, in this process;
 * ``MultiAsyncCollector(2 x batched(N/2, 1 thread))``: batched envs inside collector workers.
 
-Then where a batched step's time goes, and one 224x224 camera: the single env against the
+Then how much of a raw step is MuJoCo's ``mj_step`` (it releases the GIL, RoboHive's Python
+does not: the Amdahl bound on what threads can gain), where a batched step's time goes, and
+one 224x224 camera: the single env against the
 batched env (which renders its sub-envs one after the other in the calling thread), and
 MuJoCo rendering with one EGL context per thread against one after the other.
 """
@@ -192,6 +195,38 @@ def breakdown(env_id: str, num_envs: int, steps: int, rounds: int) -> None:
     sequential.close()
 
 
+def mujoco_share(env_id: str, steps: int, rounds: int) -> None:
+    """The share of a raw ``env.step`` spent in ``mj_step`` (x frame_skip), timed side by side, and the Amdahl bound it sets."""
+    import mujoco
+
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    model, data = env.sim.model.ptr, env.sim.data.ptr
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, *env.action_space.shape))
+
+    def step():
+        for a in actions:
+            env.step(a)
+
+    def physics():  # the same model and data, MuJoCo alone
+        for _ in range(steps):
+            mujoco.mj_step(model, data, nstep=env.frame_skip)
+
+    times = {"env.step": [], "mj_step x frame_skip": []}
+    for _ in range(rounds):
+        for name, loop in zip(times, (step, physics)):
+            start = time.perf_counter()
+            loop()
+            times[name].append((time.perf_counter() - start) / steps * 1e6)
+    whole, mujoco_us = (statistics.median(t) for t in times.values())
+    share = mujoco_us / whole
+    print(f"\n## MuJoCo's share of a raw step: {env_id}, frame_skip {env.frame_skip}, median us per step")
+    print(f"  env.step {whole:8.0f} us; mj_step x {env.frame_skip} {mujoco_us:8.0f} us: {100 * share:.0f}% releases the GIL")
+    for threads in sorted({2, os.cpu_count() or 1}):
+        print(f"  Amdahl bound with {threads} threads: {1 / ((1 - share) + share / threads):.2f}x the raw loop")
+    env.close()
+
+
 def render_threads_vs_sequential(num_envs: int, images: int, rounds: int) -> None:
     """MuJoCo rendering of N sub-envs' 224x224 camera: in turn vs one EGL context per thread."""
     envs = [gym.make("FrankaReachRandom-v0").unwrapped for _ in range(num_envs)]
@@ -265,6 +300,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="few frames and one round (smoke run)")
     parser.add_argument("--num-envs", default="8", help="batched sizes; more than one (with --sweep) sweeps them")
     parser.add_argument("--sweep", default=None, help="comma-separated num_threads: run only the scaling sweep")
+    parser.add_argument("--mujoco-share", action="store_true", help="run only MuJoCo's share of a raw step (and its Amdahl bound)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     _import_robohive()  # registers RoboHive's ids with gymnasium
@@ -274,10 +310,14 @@ def main(argv=None):
         sweep("FrankaReachRandom-v0", num_envs, [int(t) for t in args.sweep.split(",")], frames, 1 if args.quick else 3)
         return
     rounds = 1 if args.quick else 3
+    if args.mujoco_share:
+        mujoco_share("FrankaReachRandom-v0", 10 if args.quick else 300, 5)
+        return
     # the multi-process layouts on FrankaReach only: their worker start-up is most of a run's time
     for env_id, frames, processes in (("FrankaReachRandom-v0", 1200, True), ("FK1_MicroOpenRandom-v4", 400, False)):
         frames = 8 * num_envs[0] if args.quick else frames
         report(f"state: {env_id}", measure(state_contenders(env_id, frames, num_envs[0], processes), rounds), "raw")
+    mujoco_share("FrankaReachRandom-v0", 10 if args.quick else 300, rounds)
     breakdown("FrankaReachRandom-v0", num_envs[0], 10 if args.quick else 100, rounds)
     pixel_frames = 4 if args.quick else 12
     camera = dict(from_pixels=True, cameras=[CAMERA], image_size=(224, 224))
