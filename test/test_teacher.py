@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensordict import TensorDict
+from torchrl.data import Bounded
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from agenthive.checkpoint import list_checkpoints
 from agenthive.env_config import EnvConfig, make_env
 from agenthive.envs.maniskill import _has_maniskill
 from agenthive.serving import PolicyClient
-from agenthive.training.teacher import Teacher, teacher_coefficient
+from agenthive.training.networks import make_actor
+from agenthive.training.teacher import Teacher, teacher_coefficient, teacher_loss
 from helpers.ports import free_port_pair
 from helpers.servers import PolicyServerProcess
 
@@ -218,3 +221,32 @@ def test_the_vla_teacher_command_runs_on_maniskill_with_end_effector_actions_and
     assert re.search(r"teacher requests: 4 in [\d.]+s", guided.stdout), guided.stdout[-2000:]
     config = json.loads((list_checkpoints(tmp_path / "guided")[200] / "config.json").read_text())
     assert config["env"]["env_kwargs"] == {"control_mode": "pd_ee_delta_pose"}
+
+
+def _fit_to_noisy_teacher(kind: str, steps: int = 400) -> tuple[float, float]:
+    """A student fitted by ``teacher_loss(kind)`` alone to a teacher whose answers are clean actions + clipped noise:
+    (mean |student - clean action|, mean |answer - clean action|)."""
+    torch.manual_seed(0)
+    obs = torch.randn(512, 4)
+    clean = 0.8 * torch.tanh(obs[:, :3] + 0.5 * obs[:, 3:])  # inside the [-1, 1] bounds
+    actor = make_actor(["observation"], 4, Bounded(-1.0, 1.0, shape=(3,)), [64, 64])
+    optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    data = TensorDict(observation=obs, batch_size=[512])
+    for _ in range(steps):  # fresh answers each step, as each PPO batch brings
+        answers = (clean + 1.5 * torch.randn_like(clean)).clamp(-1, 1)  # bench_teacher's noise, projected on the bounds
+        loss = teacher_loss(actor, data, answers, kind)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        student = actor.get_dist(data.select("observation").clone()).deterministic_sample
+    return (student - clean).abs().mean().item(), (answers - clean).abs().mean().item()
+
+
+def test_l1_pulls_the_student_to_a_noisy_teachers_clean_action_and_mse_to_its_clipped_mean():
+    """Why bench_teacher uses --teacher-loss l1: the median of clip(a + noise) is a, its mean is shrunk towards 0."""
+    l1, answers = _fit_to_noisy_teacher("l1")
+    mse, _ = _fit_to_noisy_teacher("mse")
+    print(f"mean |student - clean|: l1 {l1:.3f}, mse {mse:.3f}; the teacher's answers {answers:.3f}")
+    assert l1 < 0.1 and l1 < 0.2 * answers, f"l1 did not find the clean action: {l1:.3f} (answers {answers:.3f})"
+    assert mse > 2 * l1, f"mse ({mse:.3f}) was expected to be pulled off the clean action by the clipping, more than l1 ({l1:.3f})"

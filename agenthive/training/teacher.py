@@ -4,7 +4,10 @@
 ``loss_teacher = coef(frames) * L(student, teacher action)``:
 
 * ``mse`` / ``l1``: between the student's deterministic action (the tanh of its Gaussian
-  mean, scaled to the action bounds) and the teacher's;
+  mean, scaled to the action bounds) and the teacher's. MSE pulls towards the mean of the
+  teacher's answers, L1 towards their median: for a teacher whose errors are zero-median
+  noise, clipped at the bounds, only L1 recovers its clean action
+  (``test_teacher.py::test_l1_pulls_the_student_to_a_noisy_teachers_clean_action...``);
 * ``nll``: minus the student's log-likelihood of the teacher's action (behaviour cloning).
 
 ``coef`` is ``--teacher-coef`` annealed over ``--total-frames``: ``none`` (constant),
