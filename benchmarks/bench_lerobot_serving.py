@@ -4,7 +4,7 @@
     HF_HUB_OFFLINE=1 PYTHONPATH=. .venv-lerobot/bin/python benchmarks/bench_lerobot_serving.py
 
 Runs in the LeRobot environment, on loopback, with a tiny random-weight ACT built like the
-tests' (``test/lerobot_checkpoints.py``) but with two 224x224 cameras and an 8-d state:
+tests' (``test/helpers/lerobot_checkpoints.py``) but with two 224x224 cameras and an 8-d state:
 
 * latency: the same observation through ``LeRobotPolicy.act`` in this process and through
   ``PolicyClient.act`` to ``start-server lerobot`` (shared memory on, as on one host),
@@ -137,7 +137,7 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    from lerobot_checkpoints import build
+    from helpers.lerobot_checkpoints import build
 
     path = str(build("act", tempfile.mkdtemp(prefix="bench-lerobot-"), cameras=CAMERAS, size=SIZE))
     act = LeRobotPolicy(path)

@@ -14,11 +14,11 @@ import pytest
 
 from agenthive.modules import RemotePolicyModule
 from agenthive.serving import PolicyClient
+from helpers.policy_venvs import ROOT, ensure_venv
 from helpers.servers import PolicyServerProcess
-from policy_venvs import ROOT, ensure_venv
-from vla_rollout import make_env, rollout_arrays, vla_rollout
+from helpers.vla_rollout import make_env, rollout_arrays, vla_rollout
 
-TEST_DIR = ROOT / "test"
+HELPERS = ROOT / "test" / "helpers"
 CHECK = "import lerobot.policies.factory, lerobot.policies.act.modeling_act, lerobot.policies.diffusion.modeling_diffusion, torchrl.modules.vla, agenthive.serving.server"
 CAMERAS, SIZE = ("top", "wrist"), 96
 KINDS = ["act", "diffusion"]
@@ -37,7 +37,7 @@ def lerobot_venv():
 @pytest.fixture(scope="module")
 def checkpoints(lerobot_venv, tmp_path_factory):
     out = tmp_path_factory.mktemp("lerobot")
-    lerobot_venv.run([str(TEST_DIR / "lerobot_checkpoints.py"), str(out), "--cameras", ",".join(CAMERAS), "--size", str(SIZE)])
+    lerobot_venv.run([str(HELPERS / "lerobot_checkpoints.py"), str(out), "--cameras", ",".join(CAMERAS), "--size", str(SIZE)])
     return {kind: out / kind for kind in KINDS}
 
 
@@ -65,7 +65,7 @@ def test_served_chunks_equal_torchrl_lerobot_wrapper_on_the_same_observations(le
             for t in range(3)
         ])
     np.savez(tmp_path / "obs.npz", **obs)
-    lerobot_venv.run([str(TEST_DIR / "lerobot_reference.py"), "chunks", str(checkpoints[kind]), str(tmp_path / "obs.npz"), str(tmp_path / "ref.npz")])
+    lerobot_venv.run([str(HELPERS / "lerobot_reference.py"), "chunks", str(checkpoints[kind]), str(tmp_path / "obs.npz"), str(tmp_path / "ref.npz")])
     with np.load(tmp_path / "ref.npz", allow_pickle=False) as ref:
         in_process = ref["chunks"]
     assert served.shape == in_process.shape == (3, 2, client.metadata.chunk_length, 7)
@@ -81,7 +81,7 @@ def test_a_vla_rollout_is_the_same_with_the_wrapper_in_process_and_remote_policy
         served = rollout_arrays(vla_rollout(policy, make_env(cameras=CAMERAS, size=SIZE), steps, chunk=policy.metadata.chunk_length, replan=replan))
         policy.close()
     lerobot_venv.run([
-        str(TEST_DIR / "lerobot_reference.py"), "rollout", str(checkpoints[kind]), str(tmp_path / "ref.npz"),
+        str(HELPERS / "lerobot_reference.py"), "rollout", str(checkpoints[kind]), str(tmp_path / "ref.npz"),
         "--steps", str(steps), "--replan", str(replan), "--cameras", ",".join(CAMERAS), "--size", str(SIZE),
     ])
     with np.load(tmp_path / "ref.npz", allow_pickle=False) as ref:

@@ -16,8 +16,8 @@ from agenthive.checkpoint import list_checkpoints
 from agenthive.serving import PolicyClient
 from agenthive.serving.policies.octo import select_statistics
 from helpers.octo_env import HELPERS, QUIET, octo_venv, tiny_checkpoints
+from helpers.policy_venvs import ROOT
 from helpers.servers import PolicyServerProcess
-from policy_venvs import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from policy_venvs import ROOT, SCRIPTS, ensure_venv
+from helpers.policy_venvs import ROOT, SCRIPTS, ensure_venv
 
 UPSTREAM = Path(os.environ.get("AGENTHIVE_UPSTREAM", ROOT.parent / "shared" / "upstream"))
 HELPERS = Path(__file__).resolve().parent

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from helpers.octo_env import UPSTREAM
-from policy_venvs import ensure_venv
+from helpers.policy_venvs import ensure_venv
 
 MODELING = UPSTREAM / "openvla-hf"
 BUILDER = Path(__file__).resolve().parent / "openvla_tiny_checkpoint.py"

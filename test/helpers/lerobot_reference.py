@@ -8,8 +8,8 @@ Policy's observation queue filled by ``populate_queues``, as its ``select_action
 it takes one image entry: with several cameras that entry is a TensorDict of cameras, which
 ``predict_fn`` spreads into ``observation.images.<camera>``.
 
-    python test/lerobot_reference.py chunks POLICY_PATH OBS.npz OUT.npz
-    python test/lerobot_reference.py rollout POLICY_PATH OUT.npz --steps 12 --replan 2 --cameras top,wrist --size 96
+    python test/helpers/lerobot_reference.py chunks POLICY_PATH OBS.npz OUT.npz
+    python test/helpers/lerobot_reference.py rollout POLICY_PATH OUT.npz --steps 12 --replan 2 --cameras top,wrist --size 96
 
 ``chunks``: OBS.npz holds ``<name>`` arrays of shape (T, B, ...) as agenthive's wire carries
 them (images (H, W, 3) uint8); each step goes through the wrapper as a TensorDict with the

@@ -21,7 +21,7 @@ family's ``check`` code imported successfully in it. A half-built one is wiped a
 
 API (for test fixtures and other families' helpers)::
 
-    from policy_venvs import ensure_venv
+    from helpers.policy_venvs import ensure_venv
     venv = ensure_venv("lerobot", check="import lerobot.policies.act.modeling_act")
     venv.python                      # Path of its interpreter
     venv.env(HF_HUB_OFFLINE="1")     # os.environ + this checkout on PYTHONPATH + extras
@@ -29,7 +29,7 @@ API (for test fixtures and other families' helpers)::
 
 ``ensure_venv(name, *, check, inputs=(), env=None)``: ``inputs`` are extra files whose
 contents enter the hash; ``env`` are variables passed to the build script (their values
-enter the hash too). ``python test/policy_venvs.py NAME`` builds one from the command line.
+enter the hash too). ``cd test && python -m helpers.policy_venvs NAME`` builds one from the command line.
 """
 import contextlib
 import dataclasses
@@ -43,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts" / "policy_envs"
 CACHE = Path(os.environ.get("AGENTHIVE_VENV_CACHE", "~/.cache/agenthive/venvs")).expanduser()
 _MARKER = "agenthive-policy-env.txt"

@@ -8,7 +8,7 @@ what ``lerobot-train`` leaves in ``pretrained_model/``: ``config.json`` and
 The vision backbones are built with ``pretrained_backbone_weights=None`` (ACT's default
 downloads ImageNet weights).
 
-    python test/lerobot_checkpoints.py OUT_DIR [--cameras top,wrist] [--size 96] [--policies act,diffusion]
+    python test/helpers/lerobot_checkpoints.py OUT_DIR [--cameras top,wrist] [--size 96] [--policies act,diffusion]
 
 writes ``OUT_DIR/<policy>/`` for each policy and prints their paths.
 """
