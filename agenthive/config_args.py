@@ -50,8 +50,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, *, only_given:
             parser.add_argument(old, dest=f.name, type=type(f.default), action=_Renamed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def parse_kwargs(text: str, *, example: str) -> dict:
-    """``--kwargs``: a JSON object or a Python dict literal, or a ``SystemExit`` showing ``example``.
+def parse_kwargs(text: str, *, example: str, flag: str = "--kwargs") -> dict:
+    """``flag``'s value: a JSON object or a Python dict literal, or a ``SystemExit`` naming ``flag`` and showing ``example``.
 
     Python literals (``None``, ``True``, tuples) are read with ``ast.literal_eval``, never
     ``eval``, so commands written for the ``agents`` project paste as they are.
@@ -69,11 +69,11 @@ def parse_kwargs(text: str, *, example: str) -> dict:
             kwargs = ast.literal_eval(text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as literal_error:
             raise SystemExit(
-                f"--kwargs is neither JSON ({json_error}) nor a Python literal ({type(literal_error).__name__}: {literal_error}): "
+                f"{flag} is neither JSON ({json_error}) nor a Python literal ({type(literal_error).__name__}: {literal_error}): "
                 f"expected an object such as '{example}'"
             ) from None
     if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
-        raise SystemExit(f"--kwargs is a {type(kwargs).__name__}: expected an object with string keys such as '{example}'")
+        raise SystemExit(f"{flag} is a {type(kwargs).__name__}: expected an object with string keys such as '{example}'")
     return kwargs
 
 

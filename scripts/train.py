@@ -49,7 +49,6 @@ while the student reads state.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 
 import agenthive  # noqa: F401  (before torchrl: importing agenthive picks MUJOCO_GL)
@@ -57,7 +56,7 @@ import torch
 from tqdm import tqdm
 
 from agenthive.checkpoint import list_checkpoints
-from agenthive.config_args import add_dataclass_arguments, arg
+from agenthive.config_args import add_dataclass_arguments, arg, parse_kwargs
 from agenthive.env_config import EnvConfig, make_env
 from agenthive.evaluation.video import record_video
 from agenthive.goals import goal_task
@@ -86,7 +85,7 @@ class Args:
     cameras: str = arg("", "comma-separated cameras for r3m/vip (default: the task's own)")
     image_size: int = arg(224, "image height and width for r3m/vip")
     frame_skip: int = arg(1, "repeat each action this many simulator steps")
-    env_kwargs: str = arg("", "JSON object of more keyword arguments for RoboHiveEnv / ManiSkillEnv "
+    env_kwargs: str = arg("", "JSON object (or Python dict literal) of more keyword arguments for RoboHiveEnv / ManiSkillEnv "
                           "(e.g. '{\"control_mode\": \"pd_ee_delta_pose\"}' for a VLA's 7-d end-effector actions)")
     goal_reward: str = arg("", "goal-conditioned (policy reads observation, achieved_goal, desired_goal) with the task's "
                            "reward (env) or 0 on success, else -1 (success); empty: not goal-conditioned")
@@ -170,19 +169,9 @@ def env_config_of(args: Args) -> EnvConfig:
         env=args.env, backend=args.backend, observation=args.observation, encoder_model=args.encoder_model,
         encoder_weights=args.encoder_weights or None, encoder_pretrained=args.encoder_pretrained,
         cameras=[c for c in args.cameras.split(",") if c], image_size=args.image_size, frame_skip=args.frame_skip,
-        goal_reward=args.goal_reward or None, env_kwargs=parse_env_kwargs(args.env_kwargs),
+        goal_reward=args.goal_reward or None,
+        env_kwargs=parse_kwargs(args.env_kwargs, example='{"control_mode": "pd_ee_delta_pose"}', flag="--env-kwargs") if args.env_kwargs else {},
     )
-
-
-def parse_env_kwargs(text: str) -> dict:
-    """``--env-kwargs``: a JSON object (empty text: none)."""
-    try:
-        kwargs = json.loads(text) if text else {}
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"--env-kwargs {text!r}: not JSON ({error}); expected an object such as '{{\"control_mode\": \"pd_ee_delta_pose\"}}'") from None
-    if not isinstance(kwargs, dict):
-        raise SystemExit(f"--env-kwargs {text!r}: expected a JSON object of keyword arguments, got {type(kwargs).__name__}")
-    return kwargs
 
 
 def policy_shape(env_config: EnvConfig, args: Args) -> tuple[dict, object]:
