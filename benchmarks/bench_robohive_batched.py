@@ -157,6 +157,17 @@ def report(title: str, medians: dict[str, float], baseline: str) -> None:
         print(f"  {name:<58} {fps:8.1f} frames/s   {fps / medians[baseline]:5.2f}x")
 
 
+def median_us_per_step(loops: dict, steps: int, rounds: int) -> dict[str, float]:
+    """Each loop (``steps`` steps) timed once per round, rounds interleaved: name -> median microseconds per step."""
+    times = {name: [] for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            loop()
+            times[name].append((time.perf_counter() - start) / steps * 1e6)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def breakdown(env_id: str, num_envs: int, steps: int, rounds: int) -> None:
     """Where a batched step's time goes, each loop adding one layer to the previous one."""
     env = RoboHiveEnv(env_id, num_envs=num_envs)
@@ -182,15 +193,9 @@ def breakdown(env_id: str, num_envs: int, steps: int, rounds: int) -> None:
     loops = {"sub-env steps, one after the other": sub_steps(sequential),
              f"sub-env steps in {env.num_threads} threads": sub_steps(env),
              "+ batched TensorDict (_step)": batched_step, "+ torchrl rollout": rollout}
-    times = {name: [] for name in loops}
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            start = time.perf_counter()
-            loop()
-            times[name].append((time.perf_counter() - start) / steps * 1e6)
     print(f"\n## where a batched step goes: {env_id}, num_envs={num_envs}, median us per batched step")
-    for name, values in times.items():
-        print(f"  {name:<40} {statistics.median(values):8.0f} us   ({statistics.median(values) / num_envs:6.0f} us per frame)")
+    for name, us in median_us_per_step(loops, steps, rounds).items():
+        print(f"  {name:<40} {us:8.0f} us   ({us / num_envs:6.0f} us per frame)")
     env.close()
     sequential.close()
 
@@ -212,13 +217,7 @@ def mujoco_share(env_id: str, steps: int, rounds: int) -> None:
         for _ in range(steps):
             mujoco.mj_step(model, data, nstep=env.frame_skip)
 
-    times = {"env.step": [], "mj_step x frame_skip": []}
-    for _ in range(rounds):
-        for name, loop in zip(times, (step, physics)):
-            start = time.perf_counter()
-            loop()
-            times[name].append((time.perf_counter() - start) / steps * 1e6)
-    whole, mujoco_us = (statistics.median(t) for t in times.values())
+    whole, mujoco_us = median_us_per_step({"env.step": step, "mj_step x frame_skip": physics}, steps, rounds).values()
     share = mujoco_us / whole
     print(f"\n## MuJoCo's share of a raw step: {env_id}, frame_skip {env.frame_skip}, median us per step")
     print(f"  env.step {whole:8.0f} us; mj_step x {env.frame_skip} {mujoco_us:8.0f} us: {100 * share:.0f}% releases the GIL")
