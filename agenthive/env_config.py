@@ -224,7 +224,7 @@ def make_env(
     if config.backend == "robohive":
         base = _robohive(config, device, camera, size, None if num_envs == 1 else num_envs, num_threads)
     else:  # ManiSkill renders its human-view camera; at its own size for videos
-        create = functools.partial(_maniskill, config, device, image_key=image_key, size=teacher_camera and size)
+        create = functools.partial(_maniskill, config, device, image_key=image_key, size=size if teacher_camera else None)
         if device.type == "cuda":  # all sub-envs in one GPU simulator
             base = create(None if num_envs == 1 else num_envs)
         else:  # the CPU simulates one env per process

@@ -189,14 +189,15 @@ def start_teacher(args: Args, env_config: EnvConfig) -> Teacher | None:
     """``--teacher``: connects (SystemExit naming HOST:PORT when nothing answers) and evaluates the teacher once, as the student is."""
     if not args.teacher:
         return None
-    probe = make_env(env_config, **teacher_view(args))
+    view = teacher_view(args)  # the teacher's camera images, where it reads some
+    probe = make_env(env_config, **view)
     teacher = Teacher(args.teacher, observation_spec=probe.observation_spec, action_spec=probe.action_spec,
                       timeout=args.teacher_timeout, instruction=args.teacher_instruction,
                       keys=parse_keys(args.teacher_keys), protocol=args.teacher_protocol)
     probe.close()
     teacher.success = evaluate_teacher(args.teacher, env_config, args.eval_episodes, seed=args.seed + 20_000,
                                        timeout=args.teacher_timeout, instruction=args.teacher_instruction,
-                                       keys=teacher.env_keys, protocol=args.teacher_protocol, env_kwargs=teacher_view(args))
+                                       keys=teacher.env_keys, protocol=args.teacher_protocol, view=view)
     print(f"teacher {args.teacher}: success rate {teacher.success['success_rate']:.2f}, return {teacher.success['return']:.2f} "
           f"over {args.eval_episodes} episodes")
     return teacher

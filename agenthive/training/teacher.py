@@ -260,18 +260,18 @@ def teacher_loss(actor, minibatch, target: torch.Tensor, kind: str) -> torch.Ten
 
 
 def evaluate_teacher(address: str, env_config, episodes: int, *, seed: int = 0, timeout: float = 30.0, instruction: str = "",
-                     keys: dict[str, str] | None = None, protocol: str = "agenthive", env_kwargs: dict | None = None) -> dict[str, float]:
+                     keys: dict[str, str] | None = None, protocol: str = "agenthive", view: dict | None = None) -> dict[str, float]:
     """The served teacher's success rates and mean return on ``episodes`` episodes of ``env_config`` (the student's evaluation rules).
 
     ``keys``: ``{teacher's observation name: env key}`` for every observation it reads (:attr:`Teacher.env_keys`);
-    None: the env's keys of the same names. ``env_kwargs``: more for ``make_env`` (:func:`teacher_view`).
+    None: the env's keys of the same names. ``view``: more keywords for ``make_env`` (:func:`teacher_view`).
     """
     from agenthive.env_config import make_env
     from agenthive.evaluation.metrics import episode_records, run_episodes, success_rates
     from agenthive.modules import RemotePolicyModule
 
     host, port = parse_address(address)
-    env = make_env(env_config, **(env_kwargs or {}))
+    env = make_env(env_config, **(view or {}))
     in_keys = {env_key: name for name, env_key in keys.items()} if keys else None
     policy = RemotePolicyModule(host, port, in_keys=in_keys, timeout=timeout, instruction=instruction or None, protocol=protocol,
                                 observation_spec=env.observation_spec, action_spec=env.action_spec)
